@@ -1,0 +1,52 @@
+# securemsg lab - top-level entry points. `make help` lists them.
+PYTHON ?= python3
+
+.PHONY: help setup build lab lab-down base-image images test test-c lint bench demo clean
+
+help:
+	@echo "make lab        install what is missing, build everything, run the Docker lab (Ctrl-C stops)"
+	@echo "make test       run every test: C unit (ASan+UBSan), lint, Python unit, local, Docker, demo"
+	@echo "make build      build the C programs (c/server, c/client)"
+	@echo "make images     build the base image (if missing) and the lab images"
+	@echo "make demo       the instructor demo (add ARGS=--no-pause for unattended runs)"
+	@echo "make bench      the benchmark table (ARGS=--quick for a short run)"
+	@echo "make lab-down   stop and remove the lab's containers and network"
+	@echo "make setup      install host packages (apt) and Python test tools (pip)"
+
+setup:
+	scripts/setup.sh
+
+build:
+	$(MAKE) -C c
+
+base-image:
+	docker/base-image.sh
+
+images:
+	docker/lab.sh build
+
+lab: setup build
+	docker/lab.sh up
+
+lab-down:
+	docker/lab.sh down
+
+test: setup build
+	scripts/run-tests.sh
+
+test-c:
+	$(MAKE) -C c test
+
+lint:
+	$(PYTHON) -m ruff check .
+
+bench: build
+	$(PYTHON) bench/bench.py $(ARGS)
+
+demo: build
+	$(PYTHON) scripts/demo.py $(ARGS)
+
+clean:
+	$(MAKE) -C c clean
+	-$(MAKE) -C bench clean
+	rm -rf results .pytest_cache

@@ -1,0 +1,43 @@
+/* log.h - the log lines of PROTOCOL.md section 6.
+ *
+ * Every line is assembled in one buffer and written with one write() under a
+ * mutex, so lines of concurrent clients never interleave. [INFO], [RECV] and
+ * [SEND] go to standard output, [ERROR] to standard error. The tag is coloured
+ * only when its stream is a terminal and NO_COLOR is unset or empty.
+ */
+#ifndef SECUREMSG_LOG_H
+#define SECUREMSG_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { LOG_INFO, LOG_RECV, LOG_SEND, LOG_ERROR } log_level;
+
+/* Longest escaped form of one input byte: "\xHH". */
+#define LOG_ESCAPE_MAX_PER_BYTE 4
+
+/* Decides colour per stream (isatty + NO_COLOR). Call once from main. */
+void log_init(void);
+
+/* Forces colour on or off for both streams (tests). */
+void log_set_color(int enabled);
+
+/*
+ * Escapes len bytes per PROTOCOL.md section 6 into out (NUL-terminated when
+ * out_cap > 0). Never writes a partial escape unit. Returns the length the full
+ * escaped text needs (without the NUL), like snprintf.
+ */
+size_t log_escape(char *out, size_t out_cap, const uint8_t *in, size_t len);
+
+/* One line "<tag> <formatted text>\n"; the text must already be escaped. */
+void log_line(log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* One line "<tag> <prefix><escaped data>\n": message bytes, ACK texts. */
+void log_bytes(log_level level, const char *prefix, const uint8_t *data,
+               size_t len);
+
+/* Writes raw text (usage, prompt) to fd under the log mutex. */
+void log_raw(int fd, const char *text, size_t len);
+
+#endif

@@ -1,0 +1,1 @@
+"""securemsg: a teaching lab for client-server messaging, xor and Noise (PROTOCOL.md)."""

@@ -1,0 +1,299 @@
+"""Command-line options of both programs, in one place (PROTOCOL.md section 5).
+
+``parse_server_args`` and ``parse_client_args`` return a frozen config or
+raise ``UsageError`` (exit 2), ``HelpRequested`` (print the usage, exit 0) or
+``KeyFileError`` (exit 1). Nothing here prints or exits: ``main`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass
+from typing import NoReturn
+
+from .crypto import DEFAULT_KEY
+from .errors import KeyFileError, SecureMsgError, UsageError
+from .log import escape_text
+
+CIPHERS = ("xor", "noise")
+KEY_ENV = "SECUREMSG_KEY"
+PSK_LEN = 32  # a noise key file of exactly this many bytes is the PSK itself
+
+MAX_FRAME_DEFAULT = 1048576
+MAX_FRAME_RANGE = (64, 1073741824)
+IDLE_RANGE = (0, 86400)
+MAX_CLIENTS_RANGE = (1, 10000)
+SERVER_IDLE_DEFAULT = 300
+CLIENT_IDLE_DEFAULT = 30
+MAX_CLIENTS_DEFAULT = 64
+
+_DECIMAL = re.compile(r"[0-9]+")
+
+SERVER_USAGE = """\
+usage: server.py [OPTIONS] PORT
+       server.py --port PORT [OPTIONS]
+
+Receive xor- or Noise-encrypted messages and acknowledge each one.
+
+options:
+  --port PORT            port to listen on, 0..65535 (0: any free port)
+  --bind ADDR            address to listen on (default 0.0.0.0)
+  --key KEY              shared key (default: SECUREMSG_KEY, else MY_SECRET_KEY)
+  --key-file PATH        read the key from a file (one trailing newline removed;
+                         noise: a file of exactly 32 bytes is the PSK itself)
+  --max-frame BYTES      largest message accepted, 64..1073741824 (default 1048576)
+  --idle-timeout SECONDS disconnect an idle client, 0..86400, 0 = never (default 300)
+  --max-clients N        concurrent clients, 1..10000 (default 64)
+  --cipher xor|noise     wire cipher (default xor)
+  -h, --help             show this text and exit
+"""
+
+CLIENT_USAGE = """\
+usage: client.py [OPTIONS] HOST PORT [MESSAGE]
+       client.py --host HOST --port PORT [--message MESSAGE] [OPTIONS]
+
+Send one message, or each line of standard input, and check every ACK.
+
+options:
+  --host HOST            server host name, IPv4 or IPv6 address
+  --port PORT            server port, 1..65535
+  --message MESSAGE      send this message and exit (default: read lines)
+  --key KEY              shared key (default: SECUREMSG_KEY, else MY_SECRET_KEY)
+  --key-file PATH        read the key from a file (one trailing newline removed;
+                         noise: a file of exactly 32 bytes is the PSK itself)
+  --max-frame BYTES      largest message sent or ACK accepted, 64..1073741824
+                         (default 1048576)
+  --idle-timeout SECONDS longest wait to connect and for each ACK, 0..86400,
+                         0 = forever (default 30)
+  --cipher xor|noise     wire cipher (default xor)
+  -h, --help             show this text and exit
+"""
+
+
+class HelpRequested(SecureMsgError):
+    """``-h``/``--help``: print the usage text on stdout and exit 0."""
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    """The shared key and where it came from (never logged)."""
+
+    key: bytes
+    source: str  # "--key", "--key-file", "SECUREMSG_KEY" or "default"
+    psk: bytes | None = None  # a --key-file of exactly 32 bytes (noise uses it as is)
+
+    def __repr__(self) -> str:  # keep keys out of tracebacks and debug output
+        return f"KeyConfig(source={self.source!r})"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``server.py`` was told, checked."""
+
+    port: int
+    bind: str
+    key: KeyConfig
+    max_frame: int
+    idle_timeout: int
+    max_clients: int
+    cipher: str
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything ``client.py`` was told, checked."""
+
+    host: str
+    port: int
+    message: bytes | None  # None: interactive
+    key: KeyConfig
+    max_frame: int
+    idle_timeout: int
+    cipher: str
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        match = re.fullmatch(r"argument (\S+?)(?:/\S+)?: expected one argument", message)
+        if match:
+            raise UsageError(f"Missing value for {match.group(1)}")
+        raise UsageError(message[:1].upper() + message[1:])
+
+
+def _parser(server: bool) -> _Parser:
+    prog = "server.py" if server else "client.py"
+    parser = _Parser(add_help=False, allow_abbrev=False, prog=prog)
+    parser.add_argument("-h", "--help", action="store_true")
+    if not server:
+        parser.add_argument("--host")
+    parser.add_argument("--port")
+    if server:
+        parser.add_argument("--bind")
+    else:
+        parser.add_argument("--message")
+    parser.add_argument("--key")
+    parser.add_argument("--key-file")
+    parser.add_argument("--max-frame")
+    parser.add_argument("--idle-timeout")
+    if server:
+        parser.add_argument("--max-clients")
+    parser.add_argument("--cipher")
+    parser.add_argument("positional", nargs="*")
+    return parser
+
+
+def _parse(argv: list[str], server: bool) -> argparse.Namespace:
+    args, extra = _parser(server).parse_known_intermixed_args(argv)
+    if args.help:
+        raise HelpRequested()
+    for word in extra:
+        if word.startswith("-") and word != "-":
+            raise UsageError(f"Unknown option: {escape_text(word.split('=', 1)[0])}")
+        raise UsageError(f"Unexpected argument: {escape_text(word)}")
+    return args
+
+
+def _integer(text: str, name: str, low: int, high: int) -> int:
+    if not _DECIMAL.fullmatch(text) or not low <= int(text) <= high:
+        raise UsageError(f"Invalid value for {name}: {escape_text(text)}")
+    return int(text)
+
+
+def _port(text: str, low: int) -> int:
+    if not _DECIMAL.fullmatch(text) or not low <= int(text) <= 65535:
+        raise UsageError(f"Invalid port: {escape_text(text)}")
+    return int(text)
+
+
+def _merge(option: str | None, positional: list[str], name: str) -> str | None:
+    """One value given either as an option or as the next positional argument."""
+    if positional:
+        value = positional.pop(0)
+        if option is not None:
+            raise UsageError(f"{name.capitalize()} given twice (positional and --{name})")
+        return value
+    return option
+
+
+def _strip_newline(data: bytes) -> bytes:
+    if data.endswith(b"\r\n"):
+        return data[:-2]
+    if data.endswith(b"\n"):
+        return data[:-1]
+    return data
+
+
+def load_key(key: str | None, key_file: str | None) -> KeyConfig:
+    """Apply the key precedence: --key, --key-file, SECUREMSG_KEY, default."""
+    if key is not None and key_file is not None:
+        raise UsageError("Give either --key or --key-file, not both")
+    if key is not None:
+        result = KeyConfig(os.fsencode(key), "--key")
+    elif key_file is not None:
+        try:
+            with open(key_file, "rb") as handle:  # noqa: PTH123 - a plain read is clearest
+                raw = handle.read()
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise KeyFileError(escape_text(key_file), reason) from exc
+        psk = raw if len(raw) == PSK_LEN else None
+        result = KeyConfig(_strip_newline(raw), "--key-file", psk)
+    elif KEY_ENV in os.environ:
+        result = KeyConfig(os.environb[KEY_ENV.encode()], KEY_ENV)
+    else:
+        result = KeyConfig(DEFAULT_KEY, "default")
+    if not result.key and result.psk is None:
+        where = "" if result.source == "--key" else f" from {result.source}"
+        raise UsageError(f"Empty key{where}")
+    return result
+
+
+def _check_cipher(cipher: str | None) -> str:
+    if cipher is None:
+        return "xor"
+    if cipher not in CIPHERS:
+        raise UsageError(f"Invalid value for --cipher: {escape_text(cipher)}")
+    return cipher
+
+
+def _check_secure_key(cipher: str, key: KeyConfig) -> None:
+    if cipher == "noise" and key.psk is None and key.key == DEFAULT_KEY:
+        raise UsageError(
+            "Secure mode refuses the default key MY_SECRET_KEY: it is public. "
+            "Set --key, --key-file or SECUREMSG_KEY"
+        )
+
+
+def parse_server_args(argv: list[str]) -> ServerConfig:
+    """Parse the server's arguments (without the program name)."""
+    args = _parse(argv, server=True)
+    positional = list(args.positional)
+    port_text = _merge(args.port, positional, "port")
+    if positional:
+        raise UsageError(f"Unexpected argument: {escape_text(positional[0])}")
+    if port_text is None:
+        raise UsageError("Missing port")
+    port = _port(port_text, 0)
+    cipher = _check_cipher(args.cipher)
+    max_frame = MAX_FRAME_DEFAULT
+    if args.max_frame is not None:
+        max_frame = _integer(args.max_frame, "--max-frame", *MAX_FRAME_RANGE)
+    idle = SERVER_IDLE_DEFAULT
+    if args.idle_timeout is not None:
+        idle = _integer(args.idle_timeout, "--idle-timeout", *IDLE_RANGE)
+    max_clients = MAX_CLIENTS_DEFAULT
+    if args.max_clients is not None:
+        max_clients = _integer(args.max_clients, "--max-clients", *MAX_CLIENTS_RANGE)
+    if args.bind == "":
+        raise UsageError("Invalid value for --bind: (empty)")
+    key = load_key(args.key, args.key_file)
+    _check_secure_key(cipher, key)
+    return ServerConfig(
+        port=port,
+        bind=args.bind if args.bind is not None else "0.0.0.0",
+        key=key,
+        max_frame=max_frame,
+        idle_timeout=idle,
+        max_clients=max_clients,
+        cipher=cipher,
+    )
+
+
+def parse_client_args(argv: list[str]) -> ClientConfig:
+    """Parse the client's arguments (without the program name)."""
+    args = _parse(argv, server=False)
+    positional = list(args.positional)
+    host = _merge(args.host, positional, "host")
+    port_text = _merge(args.port, positional, "port")
+    message = _merge(args.message, positional, "message")
+    if positional:
+        raise UsageError(f"Unexpected argument: {escape_text(positional[0])}")
+    if host is None:
+        raise UsageError("Missing host")
+    if host == "":
+        raise UsageError("Invalid host: (empty)")
+    if port_text is None:
+        raise UsageError("Missing port")
+    port = _port(port_text, 1)
+    cipher = _check_cipher(args.cipher)
+    max_frame = MAX_FRAME_DEFAULT
+    if args.max_frame is not None:
+        max_frame = _integer(args.max_frame, "--max-frame", *MAX_FRAME_RANGE)
+    idle = CLIENT_IDLE_DEFAULT
+    if args.idle_timeout is not None:
+        idle = _integer(args.idle_timeout, "--idle-timeout", *IDLE_RANGE)
+    key = load_key(args.key, args.key_file)
+    _check_secure_key(cipher, key)
+    return ClientConfig(
+        host=host,
+        port=port,
+        message=None if message is None else os.fsencode(message),
+        key=key,
+        max_frame=max_frame,
+        idle_timeout=idle,
+        cipher=cipher,
+    )

@@ -1,0 +1,234 @@
+"""The server: a thread per client, in the style of CPython's socketserver.
+
+``SecureMsgServer`` owns the listening socket, the client limit and shutdown;
+``ClientHandler`` serves one connection (setup: log it; handle: frames in,
+ACKs out; finish: log the end). Protocol work happens in ``session`` and
+``framing``; this module only moves bytes and writes log lines.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import socketserver
+import sys
+import threading
+from types import FrameType
+
+from . import net
+from .config import SERVER_USAGE, HelpRequested, ServerConfig, parse_server_args
+from .errors import (
+    DecryptError,
+    FrameTooLarge,
+    HandshakeError,
+    KeyFileError,
+    ListenError,
+    MessageTooLarge,
+    RecvError,
+    ResolveError,
+    SecureMsgError,
+    SendError,
+    TimedOut,
+    TruncatedFrame,
+    UsageError,
+)
+from .framing import NEED_MORE
+from .log import Logger
+from .session import HandshakeComplete, Message, SessionFactory, ack_text
+
+
+def describe_error(exc: SecureMsgError, peer: str) -> str:
+    """The text after ``[ERROR] `` for a per-connection failure (PROTOCOL.md 7)."""
+    if isinstance(exc, FrameTooLarge):
+        return f"Frame too large from {peer}: {exc.length} bytes (limit {exc.limit})"
+    if isinstance(exc, TruncatedFrame):
+        return f"Truncated frame from {peer}: {exc}"
+    if isinstance(exc, TimedOut):
+        return f"Idle timeout for {peer} after {exc.seconds} s"
+    if isinstance(exc, RecvError):
+        return f"Receive from {peer} failed: {exc.strerror}"
+    if isinstance(exc, SendError):
+        return f"Send to {peer} failed: {exc.strerror}"
+    if isinstance(exc, HandshakeError):
+        return f"Handshake failed with {peer}: {exc}"
+    if isinstance(exc, DecryptError):
+        return f"Decryption failed from {peer}: {exc}"
+    if isinstance(exc, MessageTooLarge):
+        return f"Message too large from {peer}: more than {exc.limit} bytes"
+    return f"Connection with {peer} failed: {exc}"
+
+
+class ClientHandler(socketserver.BaseRequestHandler):
+    """Serves one client: every frame it sends gets exactly one ACK frame."""
+
+    server: SecureMsgServer
+    request: socket.socket
+
+    def setup(self) -> None:
+        self.peer = net.format_peer(self.client_address)
+        try:
+            net.set_nodelay(self.request)
+            net.set_io_timeout(self.request, self.server.config.idle_timeout)
+        except OSError:
+            pass  # the peer is already gone: the first recv reports it
+        self.server.console.info(f"Client connected: {self.peer}")
+
+    def handle(self) -> None:
+        try:
+            self._serve()
+        except SecureMsgError as exc:
+            if not self.server.stopping:  # shutdown cuts connections on purpose
+                self.server.console.error(describe_error(exc, self.peer))
+
+    def finish(self) -> None:
+        self.server.console.info(f"Client disconnected: {self.peer}")
+
+    def _serve(self) -> None:
+        # Locals, not attribute lookups, on the per-message path.
+        sock = self.request
+        idle = self.server.config.idle_timeout
+        console = self.server.console
+        session = self.server.factory.new_session(initiator=False)
+        feed, next_event, encode = session.feed, session.next_event, session.encode_message
+        recv_some, send_all = net.recv_some, net.send_all
+        while True:
+            data = recv_some(sock, idle)
+            if not data:
+                session.check_eof()
+                return
+            feed(data)
+            while True:
+                event = next_event()
+                if event is NEED_MORE:
+                    break
+                if type(event) is Message:
+                    console.recv_plaintext(event.data)
+                    wire, _ = encode(ack_text(len(event.data)))
+                    send_all(sock, wire, idle)
+                    console.send("ACK sent to client")
+                elif type(event) is HandshakeComplete:
+                    send_all(sock, event.reply, idle)
+                    console.info(f"Handshake complete: {self.peer}")
+
+
+class SecureMsgServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """Listens, enforces --max-clients, and shuts every connection down on stop."""
+
+    daemon_threads = False
+    block_on_close = True  # server_close() joins every client thread
+
+    def __init__(self, config: ServerConfig, console: Logger, factory: SessionFactory) -> None:
+        self.config = config
+        self.console = console
+        self.factory = factory
+        self.stopping = False
+        self._clients: set[socket.socket] = set()
+        self._clients_lock = threading.Lock()
+        super().__init__((config.bind, config.port), ClientHandler)
+
+    def server_bind(self) -> None:
+        # TCPServer made an AF_INET socket; ours follows getaddrinfo (IPv6, names).
+        self.socket.close()
+        self.socket = net.listen(self.config.bind, self.config.port, self.request_queue_size)
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        """``net.listen`` already listens."""
+
+    @property
+    def listening_on(self) -> str:
+        return net.format_address(self.server_address[0], self.server_address[1])
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        with self._clients_lock:
+            accepted = len(self._clients) < self.config.max_clients and not self.stopping
+            if accepted:
+                self._clients.add(request)
+        if not accepted:
+            peer = net.format_peer(client_address)
+            self.console.error(
+                f"Client refused: {peer}: too many clients (limit {self.config.max_clients})"
+            )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        with self._clients_lock:
+            self._clients.discard(request)
+        net.close_quietly(request)
+
+    def handle_error(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        """A bug, not a protocol error: one line instead of a traceback."""
+        exc = sys.exc_info()[1]
+        peer = net.format_peer(client_address)
+        self.console.error(f"Internal error with {peer}: {type(exc).__name__}: {exc}")
+
+    def stop(self) -> None:
+        """Stop accepting, cut every client connection, wait for the threads."""
+        self.shutdown()
+        with self._clients_lock:
+            self.stopping = True
+            clients = list(self._clients)
+        for sock in clients:
+            net.wake(sock)
+        self.server_close()
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
+def run(config: ServerConfig, console: Logger) -> int:
+    """Serve until SIGINT/SIGTERM; return the exit status."""
+    stop = threading.Event()
+    _install_signal_handlers(stop)  # before Argon2id, which takes a moment
+    try:
+        factory = SessionFactory.from_config(config)
+    except SecureMsgError as exc:
+        console.error(str(exc))
+        return 1
+    try:
+        server = SecureMsgServer(config, console, factory)
+    except (ListenError, ResolveError) as exc:
+        where = net.format_address(config.bind, config.port)
+        console.error(f"Cannot listen on {where}: {exc.strerror}")
+        return 1
+    console.info(f"Listening on {server.listening_on}")
+    console.info(f"Cipher: {factory.description}")
+
+    def serve() -> None:
+        try:
+            server.serve_forever(poll_interval=0.2)
+        finally:
+            stop.set()
+
+    acceptor = threading.Thread(target=serve, name="accept")
+    acceptor.start()
+    stop.wait()
+    console.info("Shutting down")
+    server.stop()
+    acceptor.join()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``server.py [OPTIONS] PORT``; returns the exit status."""
+    console = Logger()
+    try:
+        config = parse_server_args(sys.argv[1:] if argv is None else argv)
+    except HelpRequested:
+        console.raw_out(SERVER_USAGE)
+        return 0
+    except UsageError as exc:
+        console.error(str(exc))
+        console.raw_err(SERVER_USAGE)
+        return 2
+    except KeyFileError as exc:
+        console.error(str(exc))
+        return 1
+    return run(config, console)

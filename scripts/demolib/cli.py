@@ -1,0 +1,159 @@
+"""Command line of the demo: options, backend choice, signals, cleanup."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from securemsg.crypto import DEFAULT_KEY
+
+from demolib.backends import Backend
+from demolib.docker import DockerBackend
+from demolib.local import LocalBackend
+from demolib.procs import DemoError, Janitor
+from demolib.steps import STEPS, Demo, closing, run_steps
+from demolib.ui import Console
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def parse_steps(text: str) -> list[int]:
+    """ "5", "6,7", "1-3" or "all"."""
+    if text == "all":
+        return list(range(1, len(STEPS) + 1))
+    chosen: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        try:
+            span = range(int(first), int(last or first) + 1)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a step list: {text}") from None
+        for number in span:
+            if not 1 <= number <= len(STEPS):
+                raise argparse.ArgumentTypeError(f"no step {number} (1..{len(STEPS)})")
+            chosen.append(number)
+    return sorted(set(chosen))
+
+
+def add_choice(
+    parser: argparse.ArgumentParser, option: str, choices: tuple[str, ...], text: str
+) -> None:
+    """An option choosing one of `choices`, or "auto" (the default) to let the demo pick."""
+    parser.add_argument(option, choices=("auto", *choices), default="auto", help=text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    steps = "\n".join(f"  {n}. {step.title}" for n, step in enumerate(STEPS, 1))
+    parser = argparse.ArgumentParser(
+        prog="demo.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"steps:\n{steps}",
+        description="securemsg in front of a class: the seed's Demo Guide, the wire, "
+        "the attack on XOR, and secure mode.",
+    )
+    add_choice(
+        parser,
+        "--backend",
+        ("docker", "local"),
+        "docker: the lab images; local: processes on 127.0.0.1; "
+        "auto (default): docker when an engine answers",
+    )
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("SECUREMSG_KEY") or DEFAULT_KEY.decode(),
+        help="the xor key every program uses (default: $SECUREMSG_KEY or MY_SECRET_KEY)",
+    )
+    parser.add_argument("--no-pause", action="store_true", help="do not wait for Enter")
+    parser.add_argument(
+        "--step",
+        type=parse_steps,
+        default=None,
+        metavar="N",
+        help="run only these steps: 5, 6,7 or 1-3 (default: all)",
+    )
+    add_choice(
+        parser,
+        "--capture",
+        ("tcpdump", "relay"),
+        "how steps 6 and 8 record the wire: tcpdump (needs root/NET_RAW), a recording "
+        "relay of the demo's own, or auto (default): tcpdump when it starts, else the relay",
+    )
+    parser.add_argument(
+        "--save-pcap", type=Path, metavar="PATH", help="also write step 6's pcap here (Wireshark)"
+    )
+    return parser
+
+
+def choose_backend(name: str, janitor: Janitor, key: str) -> Backend:
+    """The backend `--backend` names, prepared; "auto" falls back to local processes."""
+    docker = None if name == "local" else docker_backend(name == "docker", janitor, key)
+    if docker is not None:
+        return docker
+    local = LocalBackend(REPO, janitor, key)
+    local.prepare()
+    return local
+
+
+def docker_backend(required: bool, janitor: Janitor, key: str) -> Backend | None:
+    """The Docker backend, prepared; None when it is not usable and not `required`."""
+    if not DockerBackend.engine_answers():
+        if required:
+            raise DemoError("no Docker engine answers (docker version failed)")
+        return None
+    backend = DockerBackend(REPO, janitor, key)
+    try:
+        backend.prepare()
+    except DemoError as exc:
+        if required:
+            raise
+        print(f"Docker lab not usable ({exc}); using local processes", file=sys.stderr)
+        return None
+    return backend
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.key:
+        print("demo.py: the key must not be empty", file=sys.stderr)
+        return 2
+    console = Console(pause=not args.no_pause)
+    janitor = Janitor()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupt)
+    started = time.monotonic()
+    status = 0
+    try:
+        backend = choose_backend(args.backend, janitor, args.key)
+        backend.capture_method = args.capture
+        console.title("securemsg: secure client-server communication, live")
+        console.narrate(
+            f"Backend: {backend.name} ({backend.description}); "
+            f"key: {args.key!r} ({len(args.key.encode())} bytes)"
+        )
+        demo = Demo(console, backend, args.key, REPO, args.save_pcap)
+        run_steps(demo, args.step or list(range(1, len(STEPS) + 1)))
+        closing(demo)
+    except KeyboardInterrupt:
+        console.line()
+        console.note("interrupted: cleaning up")
+        status = 130
+    except DemoError as exc:
+        console.bad(str(exc))
+        status = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
+        failures = janitor.close()
+        for failure in failures:
+            console.bad(f"cleanup: {failure}")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    console.line(console.style("dim", f"Demo finished in {time.monotonic() - started:.1f} s"))
+    return status

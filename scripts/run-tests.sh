@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of the project, in the order that fails fastest:
+#   1. C unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   2. ruff over all Python code
+#   3. the lab images, rebuilt from this checkout's sources (when an engine answers)
+#   4. pytest: Python unit tests, local cross-language tests, the Docker matrix,
+#      compose and the demo.
+# REQUIRE_DOCKER=1 turns a missing Docker engine into a failure instead of a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+
+echo "== C unit tests (ASan + UBSan) =="
+make -C c test
+
+echo "== ruff =="
+"$python" -m ruff check .
+
+if docker info >/dev/null 2>&1; then
+    echo "== lab images =="
+    docker/lab.sh build
+elif [ "${REQUIRE_DOCKER:-0}" = 1 ]; then
+    echo "[ERROR] REQUIRE_DOCKER=1 but no Docker engine answers" >&2
+    exit 1
+else
+    echo "== no Docker engine: Docker tests will be skipped =="
+fi
+
+echo "== pytest =="
+exec "$python" -m pytest "$@"

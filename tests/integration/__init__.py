@@ -1,0 +1,1 @@
+"""Cross-language interop matrix: one case catalogue, a Docker and a local backend."""

@@ -1,0 +1,808 @@
+"""The case catalogue: one object per case, shared by the runner, pytest and both backends.
+
+Each case has a name, a timeout, the ciphers it applies to, `run(...)` (drive the
+programs through a backend, return what happened) and `check(observation)` (compare
+with PROTOCOL.md, return passed/failed with reasons).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import time
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import protocol
+from .backend import Backend, BackendError, Cell, ProcResult, Server
+from .checks import Checker, Conn, Result, send_line
+from .programs import cipher_options, client_args, server_args
+from .rawsock import RawPeer, make_codec
+
+SETTLE_SECONDS = 5.0
+
+
+@dataclass
+class Ctx:
+    """One cell's view of the world: which programs, which cipher, which backend."""
+
+    backend: Backend
+    cell: Cell
+    client: str
+    server: str
+    cipher: str
+
+    def options(self) -> list[str]:
+        return cipher_options(self.cipher, self.backend.key_file())
+
+    def key(self) -> bytes:
+        if self.cipher == "xor":
+            return protocol.DEFAULT_KEY
+        return self.backend.key_bytes()
+
+    def start_server(self, extra: list[str] | None = None, *,
+                     refuse_after_stop: bool = False) -> Server:
+        return self.backend.start_server(self.cell, self.server, [*self.options(), *(extra or [])],
+                                         refuse_after_stop=refuse_after_stop)
+
+    def run_client(self, target: tuple[str, int], message: str | None, *,
+                   extra: list[str] | None = None, stdin: bytes | None = None,
+                   role: str = "client", timeout: float = 20.0) -> ProcResult:
+        args = client_args(self.client, target[0], target[1], message,
+                           [*self.options(), *(extra or [])])
+        return self.backend.run_client(self.cell, self.client, args, stdin=stdin, role=role,
+                                       timeout=timeout)
+
+    def raw_peer(self, server: Server) -> RawPeer:
+        return RawPeer(server.raw_host, server.raw_port, timeout=self.cell.remaining(10.0))
+
+
+@dataclass
+class Observation:
+    """What a run saw: the processes' results plus case-specific facts for `check`."""
+
+    cipher: str
+    server: ProcResult | None = None
+    clients: list[ProcResult] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def client_target(server: Server) -> str:
+    return protocol.target(server.client_host, server.client_port)
+
+
+def wait_disconnects(server: Server, count: int, timeout: float = SETTLE_SECONDS) -> None:
+    """Wait for `count` 'Client disconnected' lines, so the next connection's block follows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.output_so_far().count(b"[INFO] Client disconnected: ") >= count:
+            return
+        time.sleep(0.02)
+
+
+def settle(server: Server, timeout: float = SETTLE_SECONDS) -> None:
+    """Wait until every connection the server logged is logged as disconnected too: the
+    clients are gone, so only the server's own logging can still be on its way."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = server.output_so_far()
+        if out.count(b"[INFO] Client disconnected: ") >= out.count(b"[INFO] Client connected: "):
+            return
+        time.sleep(0.05)
+
+
+def raw_exchange(peer: RawPeer, ctx: Ctx, messages: list[bytes], *, slow: bool = False,
+                 one_write: bool = False) -> list[bytes]:
+    """Handshake (noise), send messages framed, return the decrypted ACKs."""
+    codec = make_codec(ctx.cipher, ctx.key())
+    send = peer.send_slowly if slow else peer.send
+    codec.handshake(send, peer.recv_frame)
+    wire = [b"".join(protocol.frame(p) for p in codec.encode(m)) for m in messages]
+    if one_write:
+        peer.send(b"".join(wire))
+        return [peer.recv_message(codec) for _ in messages]
+    acks = []
+    for data in wire:
+        send(data)
+        acks.append(peer.recv_message(codec))
+    return acks
+
+
+def check_acks(checker: Checker, acks: list[bytes], messages: list[bytes]) -> None:
+    want = [protocol.ack_text(len(m)).encode() for m in messages]
+    checker.expect(acks == want, f"raw peer: ACKs {acks!r}, expected {want!r}")
+
+
+class Case(ABC):
+    name: str
+    timeout: float = 30.0
+    ciphers: tuple[str, ...] = protocol.CIPHERS
+    backends: tuple[str, ...] = ("docker", "local")
+    description: str = ""
+
+    def run(self, backend: Backend, client: str, server: str, cipher: str,
+            cell: Cell) -> Observation:
+        return self.drive(Ctx(backend, cell, client, server, cipher))
+
+    @abstractmethod
+    def drive(self, ctx: Ctx) -> Observation:
+        """Run the programs for this case."""
+
+    @abstractmethod
+    def check(self, obs: Observation) -> Result:
+        """Compare what happened with the contract."""
+
+
+class ServerCase(Case):
+    """A case around one server: start it, `exercise` it, stop it (also after errors)."""
+
+    server_extra: tuple[str, ...] = ()
+    refuse_after_stop: bool = False
+
+    def drive(self, ctx: Ctx) -> Observation:
+        obs = Observation(ctx.cipher)
+        server = ctx.start_server(list(self.server_extra),
+                                  refuse_after_stop=self.refuse_after_stop)
+        try:
+            self.exercise(ctx, server, obs)
+            settle(server)
+        finally:
+            obs.server = server.stop()
+        return obs
+
+    @abstractmethod
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        """Talk to the running server; put results into `obs`."""
+
+
+# --- client programs against a server --------------------------------------------------
+
+class Messages(ServerCase):
+    """One client run that sends `messages` (argv or stdin); both logs checked exactly."""
+
+    def messages(self, ctx: Ctx) -> list[bytes]:
+        raise NotImplementedError
+
+    def client_input(self, ctx: Ctx) -> tuple[str | None, bytes | None, list[str]]:
+        """(argv message, stdin bytes, extra options)."""
+        (message,) = self.messages(ctx)
+        return message.decode(), None, []
+
+    client_timeout = 20.0
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        message, stdin, extra = self.client_input(ctx)
+        target = (server.client_host, server.client_port)
+        obs.clients.append(ctx.run_client(target, message, stdin=stdin, extra=extra,
+                                          timeout=self.client_timeout))
+        obs.facts.update(messages=self.messages(ctx), target=client_target(server))
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        messages = obs.facts["messages"]
+        checker.client(obs.clients[0], obs.cipher, obs.facts["target"], messages)
+        assert obs.server is not None
+        checker.server(obs.server, obs.cipher, [Conn(messages)])
+        return checker.result()
+
+
+class SingleMessage(Messages):
+    name = "single_message"
+    timeout = 20.0
+    description = "one message from the command line (the seed's example)"
+
+    def messages(self, ctx: Ctx) -> list[bytes]:
+        return [f"Hello from {ctx.client}".encode()]
+
+
+class EmptyMessage(Messages):
+    name = "empty_message"
+    timeout = 20.0
+    description = "--message '' sends an empty frame; the server ACKs 0 bytes (§4)"
+
+    def messages(self, ctx: Ctx) -> list[bytes]:
+        return [b""]
+
+    def client_input(self, ctx: Ctx) -> tuple[str | None, bytes | None, list[str]]:
+        return None, None, ["--message", ""]
+
+
+class Interactive(Messages):
+    name = "interactive"
+    timeout = 20.0
+    description = "lines on stdin (LF and CRLF), an empty line ends the session"
+
+    def messages(self, ctx: Ctx) -> list[bytes]:
+        return [b"first line", b"second line, CRLF", "third: café".encode(), b"x"]
+
+    def client_input(self, ctx: Ctx) -> tuple[str | None, bytes | None, list[str]]:
+        lines = self.messages(ctx)
+        stdin = lines[0] + b"\n" + lines[1] + b"\r\n" + lines[2] + b"\n" + lines[3] + b"\n"
+        return None, stdin + b"\nnot sent: after the empty line\n", []
+
+
+class NonAscii(Messages):
+    name = "non_ascii"
+    timeout = 20.0
+    description = "UTF-8 text from the command line prints as itself"
+
+    def messages(self, ctx: Ctx) -> list[bytes]:
+        return ["héllo wörld — 日本語 🔐 ñ".encode()]
+
+
+class ControlChars(Messages):
+    name = "control_chars"
+    timeout = 20.0
+    description = "newline, ESC, tab, CR, backslash, C1 and U+2028 escaped per §6"
+
+    def messages(self, ctx: Ctx) -> list[bytes]:
+        return ["line1\nline2 \x1b[31mred\x1b[0m \\x1b\ttab\rcr \u0085 \u2028 \x7f end".encode()]
+
+
+class SizeLimit(Messages):
+    name = "size_limit"
+    timeout = 60.0
+    client_timeout = 45.0  # 1 MiB through `docker exec` stdin on a loaded machine
+    description = "a message of exactly --max-frame bytes (1 MiB, through stdin)"
+
+    def messages(self, ctx: Ctx) -> list[bytes]:
+        pattern = b"0123456789abcdefghijklmnopqrstuvwxyz"
+        size = protocol.DEFAULT_MAX_FRAME
+        return [(pattern * (size // len(pattern) + 1))[:size]]
+
+    def client_input(self, ctx: Ctx) -> tuple[str | None, bytes | None, list[str]]:
+        return None, self.messages(ctx)[0] + b"\n", []
+
+
+class InvalidUtf8(ServerCase):
+    name = "invalid_utf8"
+    timeout = 25.0
+    description = "invalid UTF-8 through a client's stdin and a raw socket, printed as \\xHH"
+
+    CLIENT_LINE = b"\xffA \xe2\x82A \xc2\x9b \xed\xa0\x80 \xf4\x90\x80\x80 caf\xc3\xa9 \x00 end"
+    RAW_MESSAGE = b"\xc0\xaf overlong \xe0\x80\xaf \xf8\x88\x80\x80\x80 \x80 \xfe\xff"
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        target = (server.client_host, server.client_port)
+        obs.clients.append(ctx.run_client(target, None, stdin=self.CLIENT_LINE + b"\n"))
+        wait_disconnects(server, 1)
+        with ctx.raw_peer(server) as peer:
+            obs.facts["raw_peer"] = peer.local_address if server.raw_peer_exact else None
+            obs.facts["acks"] = raw_exchange(peer, ctx, [self.RAW_MESSAGE])
+        obs.facts["target"] = client_target(server)
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        checker.client(obs.clients[0], obs.cipher, obs.facts["target"], [self.CLIENT_LINE])
+        check_acks(checker, obs.facts["acks"], [self.RAW_MESSAGE])
+        assert obs.server is not None
+        checker.server(obs.server, obs.cipher, [
+            Conn([self.CLIENT_LINE]), Conn([self.RAW_MESSAGE], peer=obs.facts["raw_peer"]),
+        ])
+        return checker.result()
+
+
+class Concurrent(ServerCase):
+    name = "concurrent"
+    timeout = 60.0
+    description = "many clients at once (Docker 20, local 50); every message and ACK accounted for"
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        count = ctx.backend.concurrent_clients
+        target = (server.client_host, server.client_port)
+        texts = [f"client {i:02d} of {count} from {ctx.client}" for i in range(count)]
+
+        def one(index: int) -> ProcResult:
+            return ctx.run_client(target, texts[index], role=f"client-{index:02d}", timeout=40)
+
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            obs.clients = list(pool.map(one, range(count)))
+        obs.facts.update(messages=[t.encode() for t in texts], target=client_target(server))
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        messages = obs.facts["messages"]
+        for proc, message in zip(obs.clients, messages, strict=True):
+            checker.client(proc, obs.cipher, obs.facts["target"], [message])
+        assert obs.server is not None
+        checker.server(obs.server, obs.cipher, [Conn([m]) for m in messages], ordered=False)
+        return checker.result()
+
+
+class OverLimit(ServerCase):
+    name = "over_limit"
+    timeout = 20.0
+    description = "a client refuses a message one byte above its --max-frame (exit 1)"
+    LIMIT = 64
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        target = (server.client_host, server.client_port)
+        message = "m" * (self.LIMIT + 1)
+        obs.clients.append(ctx.run_client(target, message, extra=["--max-frame", str(self.LIMIT)]))
+        obs.facts["target"] = client_target(server)
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        proc = obs.clients[0]
+        checker.exit_code(proc, 1)
+        error = f"[ERROR] Message too large: {self.LIMIT + 1} bytes (limit {self.LIMIT})"
+        checker.lines_equal("client", "stderr", proc.err_lines, [error])
+        checker.expect(not any(line.startswith(("[SEND]", "[RECV]")) for line in proc.out_lines),
+                       f"client sent although over the limit: {proc.out_lines}")
+        assert obs.server is not None
+        # Whether the client connects before refusing is not specified: 0 or 1 connection.
+        connected = sum(1 for line in obs.server.out_lines if "Client connected" in line)
+        conns = [Conn(handshake=True)] * connected
+        checker.expect(connected <= 1, f"server: {connected} connections, expected at most 1")
+        checker.server(obs.server, obs.cipher, conns[:1])
+        return checker.result()
+
+
+# --- raw sockets against a server ------------------------------------------------------
+
+class OversizeFrame(ServerCase):
+    name = "oversize_frame"
+    timeout = 25.0
+    description = "a length prefix above the limit: one [ERROR], that connection closed, " \
+                  "the server keeps serving"
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        with ctx.raw_peer(server) as peer:
+            obs.facts["raw_peer"] = peer.local_address if server.raw_peer_exact else None
+            if ctx.cipher == "noise":
+                raw_exchange(peer, ctx, [])
+                length = 65536  # above any Noise transport message (§8)
+            else:
+                length = protocol.DEFAULT_MAX_FRAME + 1
+            obs.facts["length"] = length
+            peer.send(struct.pack(">I", length) + b"\x00" * 16)
+            obs.facts["closed"] = peer.closed_by_peer(within=ctx.cell.remaining(5.0))
+        wait_disconnects(server, 1)
+        target = (server.client_host, server.client_port)
+        obs.clients.append(ctx.run_client(target, "still serving"))
+        obs.facts["target"] = client_target(server)
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        checker.expect(obs.facts["closed"], "server did not close the oversize connection in 5 s")
+        checker.client(obs.clients[0], obs.cipher, obs.facts["target"], [b"still serving"])
+        peer = obs.facts["raw_peer"]
+        peer_re = re.escape(peer) if peer else protocol.PEER
+        if obs.cipher == "xor":
+            error: Any = re.compile(
+                rf"\[ERROR\] Frame too large from {peer_re}: {obs.facts['length']} bytes "
+                rf"\(limit {protocol.DEFAULT_MAX_FRAME}\)")
+        else:
+            error = re.compile(rf"\[ERROR\] .*{peer_re}.*")
+        assert obs.server is not None
+        checker.server(obs.server, obs.cipher,
+                       [Conn(peer=peer, error=error), Conn([b"still serving"])])
+        return checker.result()
+
+
+class ByteAtATime(ServerCase):
+    name = "byte_at_a_time"
+    timeout = 25.0
+    description = "a frame written one byte per TCP segment"
+    MESSAGES = (b"written one byte at a time", "ünïcödé ✓".encode())
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        with ctx.raw_peer(server) as peer:
+            obs.facts["raw_peer"] = peer.local_address if server.raw_peer_exact else None
+            obs.facts["acks"] = raw_exchange(peer, ctx, list(self.MESSAGES), slow=True)
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        check_acks(checker, obs.facts["acks"], list(self.MESSAGES))
+        assert obs.server is not None
+        checker.server(obs.server, obs.cipher,
+                       [Conn(list(self.MESSAGES), peer=obs.facts["raw_peer"])])
+        return checker.result()
+
+
+class TwoFramesOneWrite(ServerCase):
+    name = "two_frames_one_write"
+    timeout = 20.0
+    description = "two frames in one write: two RECV lines and two ACKs in order"
+    MESSAGES = (b"first of two", b"second of two", b"")
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        with ctx.raw_peer(server) as peer:
+            obs.facts["raw_peer"] = peer.local_address if server.raw_peer_exact else None
+            obs.facts["acks"] = raw_exchange(peer, ctx, list(self.MESSAGES), one_write=True)
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        check_acks(checker, obs.facts["acks"], list(self.MESSAGES))
+        assert obs.server is not None
+        checker.server(obs.server, obs.cipher,
+                       [Conn(list(self.MESSAGES), peer=obs.facts["raw_peer"])])
+        return checker.result()
+
+
+class TruncatedFrame(ServerCase):
+    name = "truncated_frame"
+    timeout = 25.0
+    description = "a connection closed inside the length prefix, another inside the payload"
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        peers = []
+        for index, data in enumerate((b"\x00\x00", struct.pack(">I", 40) + b"abc")):
+            with ctx.raw_peer(server) as peer:
+                peers.append(peer.local_address if server.raw_peer_exact else None)
+                if ctx.cipher == "noise":
+                    raw_exchange(peer, ctx, [])
+                peer.send(data)
+            wait_disconnects(server, index + 1)
+        obs.facts["raw_peers"] = peers
+        target = (server.client_host, server.client_port)
+        obs.clients.append(ctx.run_client(target, "after the truncated ones"))
+        obs.facts["target"] = client_target(server)
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        message = b"after the truncated ones"
+        checker.client(obs.clients[0], obs.cipher, obs.facts["target"], [message])
+        conns = []
+        for peer, detail in zip(obs.facts["raw_peers"],
+                                ("2 of 4 length bytes", "3 of 40 payload bytes"), strict=True):
+            peer_re = re.escape(peer) if peer else protocol.PEER
+            error = re.compile(rf"\[ERROR\] Truncated frame from {peer_re}: "
+                               rf"connection closed after {detail}")
+            conns.append(Conn(peer=peer, error=error))
+        assert obs.server is not None
+        checker.server(obs.server, obs.cipher, [*conns, Conn([message])])
+        return checker.result()
+
+
+# --- failures of the client ------------------------------------------------------------
+
+class StoppedServer(ServerCase):
+    name = "stopped_server"
+    timeout = 30.0
+    description = "a client against a server that was shut down: Cannot connect, exit 1"
+    refuse_after_stop = True
+
+    def drive(self, ctx: Ctx) -> Observation:
+        obs = super().drive(ctx)
+        assert obs.server is not None
+        obs.clients.append(ctx.run_client(obs.facts["stopped"], "anyone there?", role="client-2"))
+        return obs
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        target = (server.client_host, server.client_port)
+        obs.clients.append(ctx.run_client(target, "before the stop"))
+        wait_disconnects(server, 1)
+        obs.facts.update(target=client_target(server), stopped=server.stopped_target())
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        checker.client(obs.clients[0], obs.cipher, obs.facts["target"], [b"before the stop"])
+        assert obs.server is not None
+        checker.server(obs.server, obs.cipher, [Conn([b"before the stop"])])
+        stopped = protocol.target(*obs.facts["stopped"])
+        error = re.compile(rf"\[ERROR\] Cannot connect to {re.escape(stopped)}: .+")
+        checker.client(obs.clients[1], obs.cipher, stopped, [], exit_code=1, error=error,
+                       handshake=False)
+        return checker.result()
+
+
+class ConnectionRefused(Case):
+    name = "connection_refused"
+    timeout = 15.0
+    description = "nothing listens: '[ERROR] Cannot connect to HOST:PORT: Connection refused'"
+
+    def drive(self, ctx: Ctx) -> Observation:
+        obs = Observation(ctx.cipher)
+        target = ctx.backend.refused_target(ctx.cell, ctx.client)
+        obs.clients.append(ctx.run_client(target, "nobody home"))
+        obs.facts["target"] = protocol.target(*target)
+        return obs
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        target = obs.facts["target"]
+        checker.client(obs.clients[0], obs.cipher, target, [], exit_code=1, handshake=False,
+                       error=f"[ERROR] Cannot connect to {target}: Connection refused")
+        return checker.result()
+
+
+class WrongKey(ServerCase):
+    name = "wrong_key"
+    timeout = 25.0
+    description = "client and server keys differ: xor gives a malformed ACK (exit 1), " \
+                  "noise a failed handshake on both ends"
+    CLIENT_KEY = "not-the-server-key"
+    MESSAGE = b"Hello with the wrong key"
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        target = (server.client_host, server.client_port)
+        # Replace the cipher options: same cipher, a different key (a passphrase for noise).
+        args = client_args(ctx.client, target[0], target[1], self.MESSAGE.decode(),
+                           self.client_options(ctx.cipher))
+        obs.clients.append(ctx.backend.run_client(ctx.cell, ctx.client, args, timeout=20))
+        wait_disconnects(server, 1)
+        obs.facts["target"] = client_target(server)
+
+    def client_options(self, cipher: str) -> list[str]:
+        options = ["--key", self.CLIENT_KEY]
+        return options if cipher == "xor" else ["--cipher", "noise", *options]
+
+    def check(self, obs: Observation) -> Result:
+        return self._check_xor(obs) if obs.cipher == "xor" else self._check_noise(obs)
+
+    def _check_xor(self, obs: Observation) -> Result:
+        checker = Checker()
+        client_key = self.CLIENT_KEY.encode()
+        seen = protocol.xor(protocol.xor(self.MESSAGE, client_key), protocol.DEFAULT_KEY)
+        ack = protocol.ack_text(len(self.MESSAGE)).encode()
+        garbled = protocol.xor(protocol.xor(ack, protocol.DEFAULT_KEY), client_key)
+        target = obs.facts["target"]
+        proc = obs.clients[0]
+        checker.exit_code(proc, 1)
+        checker.lines_equal("client", "stderr", proc.err_lines,
+                            [f"[ERROR] Malformed ACK from {target}: {protocol.escape(garbled)}"])
+        checker.lines_equal("client", "stdout", proc.out_lines[:1],
+                            [send_line(self.MESSAGE, "xor")])
+        assert obs.server is not None
+        checker.server(obs.server, "xor", [Conn([seen])])
+        return checker.result()
+
+    def _check_noise(self, obs: Observation) -> Result:
+        checker = Checker()
+        target = re.escape(obs.facts["target"])
+        proc = obs.clients[0]
+        checker.exit_code(proc, 1)
+        checker.lines_equal("client", "stderr", proc.err_lines, [re.compile(
+            rf"\[ERROR\] (Handshake failed with {target}: .+"
+            rf"|Connection to {target} closed before the ACK)")])
+        checker.lines_equal("client", "stdout", proc.out_lines,
+                            [protocol.cipher_line("noise")])
+        assert obs.server is not None
+        error = re.compile(rf"\[ERROR\] Handshake failed with {protocol.PEER}: .+")
+        checker.server(obs.server, "noise", [Conn(handshake=False, error=error)])
+        return checker.result()
+
+
+@dataclass
+class BadCall:
+    role: str  # "client" or "server"
+    args: list[str]
+    problem: str | None  # the exact [ERROR] line, or None when §7 leaves the text open
+
+
+class BadArguments(Case):
+    name = "bad_arguments"
+    timeout = 30.0
+    description = "usage errors: exit 2, one [ERROR] line naming the problem, the usage text"
+
+    def calls(self, ctx: Ctx) -> list[BadCall]:
+        if ctx.cipher == "noise":  # §8: the public default key is refused
+            return [BadCall("server", server_args(ctx.server, 5000, ["--cipher", "noise"]), None),
+                    BadCall("client", client_args(ctx.client, "127.0.0.1", 5000, "hi",
+                                                  ["--cipher", "noise"]), None)]
+        client = ctx.client
+        server = ctx.server
+        return [
+            BadCall("client", client_args(client, "127.0.0.1", 5000, "hi", ["--frob"]),
+                    "[ERROR] Unknown option: --frob"),
+            BadCall("client", self._bad_port_client(client), "[ERROR] Invalid port: abc"),
+            BadCall("client", client_args(client, "127.0.0.1", 5000, "hi", ["--max-frame", "12x"]),
+                    "[ERROR] Invalid value for --max-frame: 12x"),
+            BadCall("client", client_args(client, "127.0.0.1", 5000, "hi", ["--key", ""]),
+                    "[ERROR] Empty key"),
+            BadCall("server", server_args(server, 5000, ["--frob"]),
+                    "[ERROR] Unknown option: --frob"),
+            BadCall("server", self._bad_port_server(server, "abc"), "[ERROR] Invalid port: abc"),
+            BadCall("server", self._bad_port_server(server, "70000"),
+                    "[ERROR] Invalid port: 70000"),
+        ]
+
+    @staticmethod
+    def _bad_port_client(lang: str) -> list[str]:
+        return ["127.0.0.1", "abc", "hi"] if lang == "c" else ["--host", "127.0.0.1",
+                                                              "--port", "abc", "--message", "hi"]
+
+    @staticmethod
+    def _bad_port_server(lang: str, port: str) -> list[str]:
+        return [port] if lang == "c" else ["--port", port]
+
+    def drive(self, ctx: Ctx) -> Observation:
+        obs = Observation(ctx.cipher)
+        calls = self.calls(ctx)
+        for index, call in enumerate(calls):
+            role = f"{call.role}-{index}"
+            if call.role == "client":
+                proc = ctx.backend.run_client(ctx.cell, ctx.client, call.args, role=role,
+                                              timeout=10)
+            else:
+                proc = ctx.backend.run_server_program(ctx.cell, ctx.server, call.args, timeout=10)
+                proc.role = role
+            obs.clients.append(proc)
+        obs.facts["calls"] = calls
+        return obs
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        for proc, call in zip(obs.clients, obs.facts["calls"], strict=True):
+            checker.usage_error(proc, call.problem)
+        return checker.result()
+
+
+class MaxClients(ServerCase):
+    name = "max_clients"
+    timeout = 25.0
+    description = "--max-clients 1: a second client is refused at once (one [ERROR] on each " \
+                  "side), the next one after the first left is served"
+    server_extra = ("--max-clients", "1")
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        target = (server.client_host, server.client_port)
+        with ctx.raw_peer(server) as peer:
+            obs.facts["raw_peer"] = peer.local_address if server.raw_peer_exact else None
+            obs.facts["acks"] = raw_exchange(peer, ctx, [b"holding the only slot"])
+            obs.clients.append(ctx.run_client(target, "refused?", role="client-refused"))
+        wait_disconnects(server, 1)
+        obs.clients.append(ctx.run_client(target, "my turn now", role="client-served"))
+        obs.facts["target"] = client_target(server)
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        check_acks(checker, obs.facts["acks"], [b"holding the only slot"])
+        target = re.escape(obs.facts["target"])
+        refused, served = obs.clients
+        checker.exit_code(refused, 1)
+        checker.lines_equal(refused.role, "stderr", refused.err_lines, [re.compile(
+            rf"\[ERROR\] (Connection to {target} closed before the ACK"
+            rf"|(Send to|Receive from) {target} failed: .+|Handshake failed with {target}: .+)")])
+        stdout: list[Any] = [protocol.cipher_line("noise")] if obs.cipher == "noise" else []
+        sent = [send_line(b"refused?", obs.cipher)]
+        checker.expect(refused.out_lines in (stdout, stdout + sent),
+                       f"{refused.role} stdout: {refused.out_lines}, expected {stdout} "
+                       f"(+ the SEND line)")
+        checker.client(served, obs.cipher, obs.facts["target"], [b"my turn now"])
+        assert obs.server is not None
+        refused_line = re.compile(rf"\[ERROR\] Client refused: {protocol.PEER}: "
+                                  rf"too many clients \(limit 1\)")
+        checker.server(obs.server, obs.cipher, [
+            Conn([b"holding the only slot"], peer=obs.facts["raw_peer"]), Conn([b"my turn now"]),
+        ], extra_errors=(refused_line,))
+        return checker.result()
+
+
+class IdleTimeout(ServerCase):
+    name = "idle_timeout"
+    timeout = 25.0
+    description = "--idle-timeout 1: a silent connection is closed with one [ERROR] line"
+    server_extra = ("--idle-timeout", "1")
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        started = time.monotonic()
+        with ctx.raw_peer(server) as peer:
+            obs.facts["raw_peer"] = peer.local_address if server.raw_peer_exact else None
+            obs.facts["closed"] = peer.closed_by_peer(within=ctx.cell.remaining(6.0))
+        obs.facts["after"] = time.monotonic() - started
+        wait_disconnects(server, 1)
+        # The raw peer, not a client program, shows the server still serves: a program
+        # starting up on a loaded machine may itself stay silent for a second.
+        with ctx.raw_peer(server) as peer:
+            obs.facts["second_peer"] = peer.local_address if server.raw_peer_exact else None
+            obs.facts["acks"] = raw_exchange(peer, ctx, [b"quick enough"])
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        checker.expect(obs.facts["closed"], "server kept a silent connection for 6 s "
+                                            "with --idle-timeout 1")
+        checker.expect(obs.facts["after"] >= 0.9,
+                       f"silent connection closed after {obs.facts['after']:.2f} s, before 1 s")
+        check_acks(checker, obs.facts["acks"], [b"quick enough"])
+        peer = obs.facts["raw_peer"]
+        peer_re = re.escape(peer) if peer else protocol.PEER
+        error = re.compile(rf"\[ERROR\] Idle timeout for {peer_re} after 1 s")
+        assert obs.server is not None
+        checker.server(obs.server, obs.cipher, [
+            Conn(peer=peer, handshake=False, error=error),
+            Conn([b"quick enough"], peer=obs.facts["second_peer"]),
+        ])
+        return checker.result()
+
+
+class Passphrase(Case):
+    name = "passphrase"
+    timeout = 30.0
+    description = "both sides --key PASSPHRASE (noise: the Argon2id-derived PSK must agree)"
+    PASSPHRASE = "correct horse battery staple ✓"  # noqa: S105 - a public test value
+    MESSAGE = b"keyed by a passphrase"
+
+    def drive(self, ctx: Ctx) -> Observation:
+        obs = Observation(ctx.cipher)
+        options = ["--key", self.PASSPHRASE]
+        if ctx.cipher != "xor":
+            options = ["--cipher", ctx.cipher, *options]
+        server = ctx.backend.start_server(ctx.cell, ctx.server, options)
+        try:
+            target = (server.client_host, server.client_port)
+            args = client_args(ctx.client, *target, self.MESSAGE.decode(), options)
+            obs.clients.append(ctx.backend.run_client(ctx.cell, ctx.client, args))
+            obs.facts["target"] = client_target(server)
+            settle(server)
+        finally:
+            obs.server = server.stop()
+        return obs
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        checker.client(obs.clients[0], obs.cipher, obs.facts["target"], [self.MESSAGE])
+        assert obs.server is not None
+        checker.server(obs.server, obs.cipher, [Conn([self.MESSAGE])])
+        return checker.result()
+
+
+class HostName(Messages):
+    name = "host_name"
+    timeout = 20.0
+    description = "the client given a host name (local: localhost; Docker: container name)"
+
+    def messages(self, ctx: Ctx) -> list[bytes]:
+        return [b"found by name"]
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        target = (server.name_host, server.client_port)
+        obs.clients.append(ctx.run_client(target, "found by name"))
+        obs.facts.update(messages=self.messages(ctx), target=protocol.target(*target))
+
+
+class Ipv6(Messages):
+    name = "ipv6"
+    timeout = 20.0
+    backends = ("local",)  # Docker networks here have no IPv6
+    description = "server --bind ::1, client to ::1: [::1]:PORT in every line"
+    server_extra = ("--bind", "::1")
+
+    def messages(self, ctx: Ctx) -> list[bytes]:
+        return [b"over IPv6"]
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        target = ("::1", server.client_port)
+        obs.clients.append(ctx.run_client(target, "over IPv6"))
+        obs.facts.update(messages=self.messages(ctx), target=protocol.target(*target))
+
+    def check(self, obs: Observation) -> Result:
+        result = super().check(obs)
+        assert obs.server is not None
+        head = obs.server.out_lines[:1]
+        if not head or not head[0].startswith("[INFO] Listening on [::1]:"):
+            result.passed = False
+            result.reasons.append(f"server: first line {head}, expected "
+                                  "'[INFO] Listening on [::1]:PORT'")
+        peers = [line for line in obs.server.out_lines if "Client connected" in line]
+        if not all("[::1]:" in line for line in peers):
+            result.passed = False
+            result.reasons.append(f"server: IPv6 peers not as [::1]:PORT: {peers}")
+        return result
+
+
+CASES: list[Case] = [
+    SingleMessage(), EmptyMessage(), Interactive(), Concurrent(), NonAscii(), ControlChars(),
+    SizeLimit(), OverLimit(), OversizeFrame(), ByteAtATime(), TwoFramesOneWrite(),
+    TruncatedFrame(), InvalidUtf8(), StoppedServer(), ConnectionRefused(), WrongKey(),
+    BadArguments(), MaxClients(), IdleTimeout(), Passphrase(), HostName(), Ipv6(),
+]
+CASES_BY_NAME: dict[str, Case] = {case.name: case for case in CASES}
+
+
+def run_case(case: Case, backend: Backend, client: str, server: str, cipher: str,
+             cell: Cell) -> tuple[Observation | None, Result]:
+    """Run and check one cell; a backend failure or exception becomes a failed result."""
+    try:
+        obs = case.run(backend, client, server, cipher, cell)
+    except (BackendError, OSError, TimeoutError) as error:
+        return None, Result(False, [f"run aborted: {type(error).__name__}: {error}"])
+    except Exception as error:  # noqa: BLE001 - any crash in a cell is that cell's failure
+        return None, Result(False, [f"run crashed: {type(error).__name__}: {error}"])
+    try:
+        return obs, case.check(obs)
+    except Exception as error:  # noqa: BLE001 - a check that cannot read the logs fails
+        return obs, Result(False, [f"check crashed: {type(error).__name__}: {error}"])

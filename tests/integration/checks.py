@@ -1,0 +1,223 @@
+"""Checks of exit codes and log lines against PROTOCOL.md sections 5-8.
+
+A `Checker` collects reasons instead of stopping at the first one, so a failed cell
+says everything that was wrong with it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from . import protocol
+from .backend import ProcResult
+
+Expected = str | re.Pattern[str]
+MAX_SHOWN = 160
+
+
+@dataclass
+class Result:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Conn:
+    """What one connection to the server should leave in the server's log."""
+
+    messages: list[bytes] = field(default_factory=list)
+    peer: str | None = None  # exact PEER when the harness knows it
+    handshake: bool = True  # noise: whether the handshake completes
+    error: Expected | None = None  # the one [ERROR] line this connection ends with
+
+
+def short(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text)} chars)"
+
+
+def matches(expected: Expected, line: str) -> bool:
+    if isinstance(expected, str):
+        return line == expected
+    return expected.fullmatch(line) is not None
+
+
+def describe(expected: Expected) -> str:
+    return short(expected if isinstance(expected, str) else f"/{expected.pattern}/")
+
+
+def peer_pattern(peer: str | None) -> Expected:
+    return peer if peer is not None else re.compile(protocol.PEER)
+
+
+def error_lines(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith("[ERROR]")]
+
+
+def expected_connection_lines(conn: Conn, cipher: str) -> list[Expected]:
+    peer = conn.peer or protocol.PEER
+    escaped = re.escape(conn.peer) if conn.peer else protocol.PEER
+    lines: list[Expected] = [
+        f"[INFO] Client connected: {peer}" if conn.peer
+        else re.compile(r"\[INFO\] Client connected: " + escaped)
+    ]
+    if cipher == "noise" and conn.handshake:
+        lines.append(re.compile(r"\[INFO\] Handshake complete: " + escaped))
+    for message in conn.messages:
+        lines += [protocol.recv_line(message), "[SEND] ACK sent to client"]
+    lines.append(re.compile(r"\[INFO\] Client disconnected: " + escaped))
+    return lines
+
+
+class Checker:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def expect(self, condition: bool, reason: str) -> bool:
+        if not condition:
+            self.reasons.append(reason)
+        return condition
+
+    def result(self) -> Result:
+        return Result(passed=not self.reasons, reasons=list(self.reasons))
+
+    # --- generic ------------------------------------------------------------------------
+
+    def exit_code(self, proc: ProcResult, expected: int) -> None:
+        if proc.timed_out:
+            self.reasons.append(f"{proc.role}: timed out after {proc.duration:.1f} s")
+            return
+        self.expect(proc.exit_code == expected,
+                    f"{proc.role}: exit {proc.exit_code}, expected {expected}")
+
+    def lines_equal(self, role: str, stream: str, got: list[str],
+                    expected: list[Expected]) -> None:
+        for index, (line, want) in enumerate(zip(got, expected, strict=False)):
+            if not matches(want, line):
+                self.reasons.append(
+                    f"{role} {stream} line {index + 1}: got {short(line)!r}, "
+                    f"expected {describe(want)!r}"
+                )
+                return
+        if len(got) > len(expected):
+            self.reasons.append(f"{role} {stream}: unexpected line {short(got[len(expected)])!r}")
+        elif len(got) < len(expected):
+            self.reasons.append(
+                f"{role} {stream}: missing line {describe(expected[len(got)])!r} "
+                f"(after {len(got)} lines)"
+            )
+
+    def lines_as_multiset(self, role: str, stream: str, got: list[str],
+                          expected: list[Expected]) -> None:
+        left = list(got)
+        for want in expected:
+            hit = next((i for i, line in enumerate(left) if matches(want, line)), None)
+            if hit is None:
+                self.reasons.append(f"{role} {stream}: missing line {describe(want)!r}")
+            else:
+                left.pop(hit)
+        for line in left[:5]:
+            self.reasons.append(f"{role} {stream}: unexpected line {short(line)!r}")
+
+    def usage_error(self, proc: ProcResult, problem: Expected | None) -> None:
+        """Exit 2, one [ERROR] line naming the problem, then the usage text (§5, §7)."""
+        self.exit_code(proc, 2)
+        errors = error_lines(proc.err_lines)
+        self.expect(len(errors) == 1, f"{proc.role} {proc.argv[-3:]}: {len(errors)} [ERROR] "
+                                      f"lines, expected 1: {errors[:3]}")
+        lines = proc.err_lines
+        if lines and problem is not None:
+            self.expect(matches(problem, lines[0]),
+                        f"{proc.role} {proc.argv[-3:]}: first stderr line {short(lines[0])!r}, "
+                        f"expected {describe(problem)!r}")
+        self.expect(any("usage" in line.lower() for line in lines[1:]),
+                    f"{proc.role} {proc.argv[-3:]}: no usage text after the [ERROR] line")
+        self.expect(not proc.out_lines,
+                    f"{proc.role}: usage errors go to stderr, stdout has {proc.out_lines[:2]}")
+
+    # --- server ---------------------------------------------------------------------------
+
+    def server(self, proc: ProcResult, cipher: str, conns: list[Conn], *,
+               ordered: bool = True, extra_errors: tuple[Expected, ...] = ()) -> None:
+        """The server's whole run: start-up lines, one block per connection, clean shutdown.
+
+        `ordered`: the connections came one after another (the case waited for each
+        `Client disconnected` line), so the log must be exactly their blocks in order.
+        """
+        self.exit_code(proc, 0)
+        out = proc.out_lines
+        head: list[Expected] = [re.compile(r"\[INFO\] Listening on " + protocol.PEER),
+                                protocol.cipher_line(cipher)]
+        self.lines_equal("server", "stdout", out[:2], head)
+        self.expect(bool(out) and out[-1] == "[INFO] Shutting down",
+                    f"server stdout: last line {short(out[-1]) if out else None!r}, "
+                    "expected '[INFO] Shutting down'")
+        body = out[2:-1] if out and out[-1] == "[INFO] Shutting down" else out[2:]
+        if ordered:
+            expected = [line for conn in conns for line in expected_connection_lines(conn, cipher)]
+            self.lines_equal("server", "stdout", body, expected)
+        else:
+            self._server_concurrent(body, cipher, conns)
+        errors: list[Expected] = [c.error for c in conns if c.error is not None]
+        self.lines_as_multiset("server", "stderr", proc.err_lines, [*errors, *extra_errors])
+
+    def _server_concurrent(self, body: list[str], cipher: str, conns: list[Conn]) -> None:
+        for line in body:
+            if not any(p.fullmatch(line) for p in protocol.SERVER_STDOUT_PATTERNS):
+                self.reasons.append(f"server stdout: unknown line {short(line)!r}")
+        got_recv = Counter(line for line in body if line.startswith("[RECV] "))
+        want_recv = Counter(protocol.recv_line(m) for c in conns for m in c.messages)
+        for line in (want_recv - got_recv).elements():
+            self.reasons.append(f"server stdout: missing {short(line)!r}")
+        for line in (got_recv - want_recv).elements():
+            self.reasons.append(f"server stdout: unexpected {short(line)!r}")
+        acks = sum(1 for line in body if line == "[SEND] ACK sent to client")
+        self.expect(acks == sum(want_recv.values()),
+                    f"server: {acks} 'ACK sent' lines for {sum(want_recv.values())} messages")
+        connected = Counter(self._peers(body, "[INFO] Client connected: "))
+        disconnected = Counter(self._peers(body, "[INFO] Client disconnected: "))
+        self.expect(sum(connected.values()) == len(conns),
+                    f"server: {sum(connected.values())} 'Client connected' lines, "
+                    f"expected {len(conns)}")
+        self.expect(connected == disconnected,
+                    "server: 'Client connected' and 'Client disconnected' peers differ: "
+                    f"{sorted((connected - disconnected) + (disconnected - connected))[:4]}")
+        if cipher == "noise":
+            done = len(self._peers(body, "[INFO] Handshake complete: "))
+            want = sum(1 for c in conns if c.handshake)
+            self.expect(done == want, f"server: {done} handshakes, expected {want}")
+
+    @staticmethod
+    def _peers(lines: list[str], prefix: str) -> list[str]:
+        return [line[len(prefix):] for line in lines if line.startswith(prefix)]
+
+    # --- client ---------------------------------------------------------------------------
+
+    def client(self, proc: ProcResult, cipher: str, target: str, messages: list[bytes], *,
+               exit_code: int = 0, error: Expected | None = None,
+               handshake: bool = True, stdout_tail: list[Expected] | None = None) -> None:
+        """A client's run: per message one SEND and one RECV line (§6), noise lines (§8).
+
+        `stdout_tail`: lines after the acknowledged messages (a failing last exchange).
+        """
+        self.exit_code(proc, exit_code)
+        expected = client_stdout(cipher, target, messages, handshake=handshake)
+        self.lines_equal(proc.role, "stdout", proc.out_lines, expected + (stdout_tail or []))
+        self.lines_equal(proc.role, "stderr", proc.err_lines, [] if error is None else [error])
+
+
+def client_stdout(cipher: str, target: str, messages: list[bytes], *,
+                  handshake: bool = True) -> list[Expected]:
+    expected: list[Expected] = []
+    if cipher == "noise":
+        expected.append(protocol.cipher_line(cipher))
+        if handshake:
+            expected.append(f"[INFO] Handshake complete: {target}")
+    for message in messages:
+        expected += [send_line(message, cipher), f"[RECV] {protocol.ack_text(len(message))}"]
+    return expected
+
+
+def send_line(message: bytes, cipher: str) -> str:
+    return f"[SEND] Encrypted bytes: {protocol.wire_bytes(len(message), cipher)} bytes"

@@ -1,0 +1,123 @@
+"""pytest glue: the selected cells of a matrix run once, in parallel, per session.
+
+pytest runs tests one after another; the matrix needs its cells in parallel to finish
+in a minute. So the first test of a matrix runs every *selected* cell (after -k, -m,
+node ids) with the runner's thread pool, and each test then reports its own cell.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from .backend import Backend, BackendUnavailable
+from .matrix import (
+    UNSUPPORTED,
+    CellOutcome,
+    CellSpec,
+    make_backend,
+    matrix_table,
+    run_cells,
+    write_results_json,
+)
+
+SELECTED = pytest.StashKey[dict[str, list[CellSpec]]]()
+RUNS = pytest.StashKey["MatrixRuns"]()
+DEFAULT_JOBS = {"docker": 6, "local": 4}
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+@dataclass
+class KindRun:
+    """One matrix kind ('docker' or 'local') in this session."""
+
+    kind: str
+    backend_name: str
+    outcomes: dict[CellSpec, CellOutcome] = field(default_factory=dict)
+    error: str | None = None
+    results: Path | None = None
+    seconds: float = 0.0
+
+
+class MatrixRuns:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.kinds: dict[str, KindRun] = {}
+
+    def backend_name(self, kind: str) -> str:
+        """'docker' tests run on the backend chosen by --matrix-backend (default docker)."""
+        if kind == "local":
+            return "local"
+        return self.config.getoption("matrix_backend") or "docker"
+
+    def results_dir(self, name: str) -> Path:
+        base = self.config.getoption("matrix_results")
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+        root = Path(base) if base else Path(self.config.rootpath) / "results" / "pytest"
+        return root / f"{name}-{stamp}"
+
+    def run(self, kind: str) -> KindRun:
+        if kind in self.kinds:
+            return self.kinds[kind]
+        name = self.backend_name(kind)
+        state = self.kinds[kind] = KindRun(kind, name)
+        specs = self.config.stash.get(SELECTED, {}).get(kind, [])
+        try:
+            backend: Backend = make_backend(name)
+        except BackendUnavailable as error:
+            state.error = str(error)
+            return state
+        jobs = self.config.getoption("matrix_jobs") or DEFAULT_JOBS[name]
+        state.results = self.results_dir(name)
+        state.results.mkdir(parents=True, exist_ok=True)
+        started = datetime.datetime.now(datetime.UTC)
+        try:
+            outcomes = run_cells(backend, specs, state.results, jobs)
+        except BackendUnavailable as error:
+            state.error = str(error)
+            return state
+        finally:
+            backend.close()
+        state.seconds = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
+        state.outcomes = {o.spec: o for o in outcomes}
+        write_results_json(state.results / "results.json", outcomes,
+                           {"backend": name, "wall_seconds": round(state.seconds, 2),
+                            "runner": "pytest"})
+        return state
+
+    def check(self, kind: str, spec: CellSpec) -> None:
+        """Pass, fail or (only where allowed) skip the test of one cell."""
+        state = self.run(kind)
+        if state.error is not None:
+            if kind == "docker" and not env_flag("REQUIRE_DOCKER"):
+                pytest.skip(f"Docker backend unavailable: {state.error}")
+            pytest.fail(f"{state.backend_name} backend unavailable: {state.error}")
+        outcome = state.outcomes[spec]
+        if outcome.passed:
+            return
+        detail = "\n".join(f"  - {reason}" for reason in outcome.reasons)
+        rerun = spec.rerun_command(state.backend_name)
+        message = (f"{spec.cell_id} {outcome.status}:\n{detail}\n"
+                   f"logs: {outcome.logs}\nrerun: {rerun}")
+        if outcome.status == UNSUPPORTED and env_flag("MATRIX_ALLOW_UNSUPPORTED"):
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
+
+    def summary(self) -> list[str]:
+        lines = []
+        for state in self.kinds.values():
+            if not state.outcomes:
+                continue
+            outcomes = list(state.outcomes.values())
+            lines.append(f"{state.kind} matrix on the {state.backend_name} backend: "
+                         f"{len(outcomes)} cells in {state.seconds:.1f} s, "
+                         f"logs and results.json in {state.results}")
+            lines.append(matrix_table(outcomes))
+        return lines

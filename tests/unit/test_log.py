@@ -1,0 +1,260 @@
+"""Escaping and log lines (PROTOCOL.md section 6)."""
+
+from __future__ import annotations
+
+import io
+import random
+import threading
+
+import pytest
+from securemsg.log import Logger, colour_enabled, escape, escape_text
+from unit_support import load_vectors
+
+CASES = load_vectors("escape.json")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+def test_escape_matches_vector(case: dict) -> None:
+    assert escape(bytes.fromhex(case["input"])) == case["output"]
+
+
+_SIMPLE = {0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+
+
+def _sequence_length(lead: int) -> int:
+    """RFC 3629 length announced by a lead byte; 0 if it cannot start a sequence."""
+    for length, (low, high) in enumerate([(0, 0x7F), (0xC2, 0xDF), (0xE0, 0xEF), (0xF0, 0xF4)], 1):
+        if low <= lead <= high:
+            return length
+    return 0
+
+
+def reference_escape(data: bytes) -> str:
+    """The rule of PROTOCOL.md 6 written out byte by byte (slow, obviously right)."""
+    out = []
+    i = 0
+    while i < len(data):
+        byte = data[i]
+        if byte in _SIMPLE:
+            out.append(_SIMPLE[byte])
+            i += 1
+            continue
+        length = _sequence_length(byte)
+        sequence = data[i : i + length]
+        try:
+            char = sequence.decode("utf-8") if length and len(sequence) == length else None
+        except UnicodeDecodeError:  # overlong, surrogate, above U+10FFFF, bad continuation
+            char = None
+        if char is None:
+            out.append(f"\\x{byte:02x}")
+            i += 1
+            continue
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code <= 0x9F or code in (0x2028, 0x2029):
+            out.append("".join(f"\\x{b:02x}" for b in sequence))
+        else:
+            out.append(char)
+        i += length
+    return "".join(out)
+
+
+def test_reference_agrees_with_vectors() -> None:
+    for case in CASES:
+        assert reference_escape(bytes.fromhex(case["input"])) == case["output"], case["name"]
+
+
+ALPHABET = [
+    b"a",
+    b"\\",
+    b"\n",
+    b"\r",
+    b"\t",
+    b"\x00",
+    b"\x1b",
+    b"\x7f",
+    b"\x80",
+    b"\x85",
+    b"\x9f",
+    b"\xa0",
+    b"\xa8",
+    b"\xa9",
+    b"\xbf",
+    b"\xc0",
+    b"\xc2",
+    b"\xc3",
+    b"\xe0",
+    b"\xe2",
+    b"\xed",
+    b"\xef",
+    b"\xf0",
+    b"\xf4",
+    b"\x8f",
+    b"\x90",
+    b"\xff",
+    "\u20ac".encode(),
+    "\u2028".encode(),
+    "\x85".encode(),
+    "\U0001f510".encode(),
+]
+
+
+def test_escape_agrees_with_reference_on_random_inputs() -> None:
+    rng = random.Random(2026)
+    for _ in range(5000):
+        data = b"".join(rng.choice(ALPHABET) for _ in range(rng.randrange(12)))
+        assert escape(data) == reference_escape(data), data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"plain ascii " * 1000,
+        (b"line\n" * 3000) + b"\\",
+        "h\u00e9llo w\u00f6rld \u2014 \u4e16\u754c \U0001f510 ".encode() * 300,
+        "text with one bad byte \u00e9 ".encode() * 300 + b"\xff",
+        "sparse c1 \u0085 and \u2028 ".encode() * 300,
+        bytes(random.Random(7).randrange(256) for _ in range(20_000)),
+    ],
+    ids=["ascii", "newlines", "utf8", "one-invalid", "wide-controls", "binary"],
+)
+def test_long_inputs_take_the_fast_paths_correctly(data: bytes) -> None:
+    assert escape(data) == reference_escape(data)
+
+
+def test_escaped_text_is_one_printable_line() -> None:
+    text = escape(bytes(range(256)) * 4)
+    assert "\n" not in text and "\r" not in text and "\x1b" not in text
+    assert text.encode("utf-8")  # no lone surrogates left
+
+
+def test_escape_text_of_an_undecodable_argument() -> None:
+    # Python decodes argv with surrogateescape; the original bytes are escaped.
+    assert escape_text("caf\udce9\n") == "caf\\xe9\\n"
+
+
+class RecordingStream(io.BytesIO):
+    """Counts write calls, to check that a line leaves in one write."""
+
+    def __init__(self, tty: bool = False) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.tty = tty
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.writes.append(bytes(data))
+        return super().write(data)
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def make_logger(colour: bool | None = False) -> tuple[Logger, RecordingStream, RecordingStream]:
+    out, err = RecordingStream(), RecordingStream()
+    return Logger(out, err, colour=colour), out, err
+
+
+def test_tags_go_to_the_right_stream() -> None:
+    logger, out, err = make_logger()
+    logger.info("Listening on 0.0.0.0:5000")
+    logger.recv("ACK: Received 12 bytes")
+    logger.send("ACK sent to client")
+    logger.error("Missing port")
+    assert out.getvalue() == (
+        b"[INFO] Listening on 0.0.0.0:5000\n"
+        b"[RECV] ACK: Received 12 bytes\n"
+        b"[SEND] ACK sent to client\n"
+    )
+    assert err.getvalue() == b"[ERROR] Missing port\n"
+
+
+def test_one_write_per_line() -> None:
+    logger, out, _ = make_logger()
+    logger.recv_plaintext(b"a\nb" * 1000)
+    assert out.writes == [b"[RECV] Plaintext: " + b"a\\nb" * 1000 + b"\n"]
+
+
+def test_plaintext_line_is_escaped_utf8() -> None:
+    logger, out, _ = make_logger()
+    logger.recv_plaintext("caf\u00e9\x1b".encode())
+    assert out.getvalue() == "[RECV] Plaintext: caf\u00e9\\x1b\n".encode()
+
+
+def test_colour_only_colours_the_tag() -> None:
+    logger, out, err = make_logger(colour=True)
+    logger.info("x")
+    logger.recv("x")
+    logger.send("x")
+    logger.error("x")
+    assert out.getvalue() == (
+        b"\x1b[36m[INFO]\x1b[0m x\n\x1b[32m[RECV]\x1b[0m x\n\x1b[33m[SEND]\x1b[0m x\n"
+    )
+    assert err.getvalue() == b"\x1b[31m[ERROR]\x1b[0m x\n"
+
+
+@pytest.mark.parametrize(
+    ("tty", "no_color", "expected"),
+    [
+        (True, None, True),
+        (True, "", True),
+        (True, "1", False),
+        (False, None, False),
+        (False, "", False),
+    ],
+)
+def test_colour_rules(
+    monkeypatch: pytest.MonkeyPatch, tty: bool, no_color: str | None, expected: bool
+) -> None:
+    if no_color is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", no_color)
+    stream = RecordingStream(tty=tty)
+    assert colour_enabled(stream) is expected
+    logger = Logger(stream, RecordingStream(tty=tty))
+    logger.info("x")
+    assert stream.getvalue().startswith(b"\x1b[36m") is expected
+
+
+def test_colour_decided_per_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    out, err = RecordingStream(tty=False), RecordingStream(tty=True)
+    logger = Logger(out, err)
+    logger.info("x")
+    logger.error("x")
+    assert out.getvalue() == b"[INFO] x\n"
+    assert err.getvalue() == b"\x1b[31m[ERROR]\x1b[0m x\n"
+
+
+def test_concurrent_lines_never_interleave() -> None:
+    logger, out, _ = make_logger()
+
+    def worker(n: int) -> None:
+        for _ in range(200):
+            logger.recv_plaintext(bytes([65 + n]) * 3000)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = out.getvalue().split(b"\n")[:-1]
+    assert len(lines) == 1600
+    for line in lines:
+        body = line.removeprefix(b"[RECV] Plaintext: ")
+        assert len(body) == 3000 and len(set(body)) == 1
+
+
+def test_broken_stream_does_not_raise() -> None:
+    out = RecordingStream()
+    logger = Logger(out, RecordingStream(), colour=False)
+    out.close()
+    logger.info("still fine")
+
+
+def test_real_file_gets_whole_lines(tmp_path: pytest.TempPathFactory) -> None:
+    path = tmp_path / "out.log"  # type: ignore[operator]
+    with open(path, "wb") as raw:  # noqa: PTH123
+        logger = Logger(raw, raw, colour=False)
+        logger.info("one")
+        logger.recv_plaintext(b"x" * 200_000)
+    assert path.read_bytes() == b"[INFO] one\n[RECV] Plaintext: " + b"x" * 200_000 + b"\n"
