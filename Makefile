@@ -1,13 +1,14 @@
 # securemsg lab - top-level entry points. `make help` lists them.
 PYTHON ?= python3
 
-.PHONY: help setup build lab lab-down base-image images test test-c lint bench demo clean
+.PHONY: help setup build lab lab-down base-image images test test-c lint matrix bench demo clean
 
 help:
 	@echo "make lab        install what is missing, build everything, run the Docker lab (Ctrl-C stops)"
 	@echo "make test       run every test: C unit (ASan+UBSan), lint, Python unit, local, Docker, demo"
 	@echo "make build      build the C programs (c/server, c/client)"
 	@echo "make images     build the base image (if missing) and the lab images"
+	@echo "make matrix     the client x server x case matrix alone (ARGS='-c c -s python -t single_message')"
 	@echo "make demo       the instructor demo (add ARGS=--no-pause for unattended runs)"
 	@echo "make bench      the benchmark table (ARGS=--quick for a short run)"
 	@echo "make lab-down   stop and remove the lab's containers and network"
@@ -39,6 +40,9 @@ test-c:
 
 lint:
 	$(PYTHON) -m ruff check .
+
+matrix: build
+	$(PYTHON) -m tests.integration $(ARGS)
 
 bench: build
 	$(PYTHON) bench/bench.py $(ARGS)

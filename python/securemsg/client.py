@@ -79,9 +79,10 @@ class Client:
     def connect(self) -> None:
         """Connect and, in noise mode, run the handshake."""
         config = self.config
-        self._sock = net.connect(config.host, config.port, config.idle_timeout)
+        # Build the handshake first, so the server never waits on our key generation.
         self._session = session = self.factory.new_session(initiator=True)
         first = session.initial_bytes()
+        self._sock = net.connect(config.host, config.port, config.idle_timeout)
         if first:
             net.send_all(self._sock, first, config.idle_timeout)
         if not session.established:

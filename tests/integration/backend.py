@@ -159,6 +159,11 @@ class Backend(ABC):
     def refused_target(self, cell: Cell, lang: str) -> tuple[str, int]:
         """An address where a `lang` client's connect is refused at once."""
 
+    @abstractmethod
+    def harness_address(self) -> str:
+        """An address of this machine that the harness can listen on and that client
+        programs reach (the fake servers of the client error cases)."""
+
     def finish_cell(self, cell: Cell) -> None:  # noqa: B027 - optional hook
         """Release whatever the cell still holds (called even after a failure)."""
 

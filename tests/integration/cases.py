@@ -8,6 +8,7 @@ with PROTOCOL.md, return passed/failed with reasons).
 from __future__ import annotations
 
 import re
+import socket
 import struct
 import time
 from abc import ABC, abstractmethod
@@ -17,9 +18,9 @@ from typing import Any
 
 from . import protocol
 from .backend import Backend, BackendError, Cell, ProcResult, Server
-from .checks import Checker, Conn, Result, send_line
+from .checks import Checker, Conn, Result, expected_connection_lines, send_line
 from .programs import cipher_options, client_args, server_args
-from .rawsock import RawPeer, make_codec
+from .rawsock import FakeServer, RawPeer, drain, make_codec, read_frame
 
 SETTLE_SECONDS = 5.0
 
@@ -33,6 +34,8 @@ class Ctx:
     client: str
     server: str
     cipher: str
+    #: connections made to the server so far (raw peers and client runs)
+    connections: int = 0
 
     def options(self) -> list[str]:
         return cipher_options(self.cipher, self.backend.key_file())
@@ -52,10 +55,12 @@ class Ctx:
                    role: str = "client", timeout: float = 20.0) -> ProcResult:
         args = client_args(self.client, target[0], target[1], message,
                            [*self.options(), *(extra or [])])
+        self.connections += 1
         return self.backend.run_client(self.cell, self.client, args, stdin=stdin, role=role,
                                        timeout=timeout)
 
     def raw_peer(self, server: Server) -> RawPeer:
+        self.connections += 1
         return RawPeer(server.raw_host, server.raw_port, timeout=self.cell.remaining(10.0))
 
 
@@ -75,22 +80,29 @@ def client_target(server: Server) -> str:
 
 def wait_disconnects(server: Server, count: int, timeout: float = SETTLE_SECONDS) -> None:
     """Wait for `count` 'Client disconnected' lines, so the next connection's block follows."""
+    wait_for_lines(server, b"[INFO] Client disconnected: ", count, timeout)
+
+
+def wait_for_lines(server: Server, marker: bytes, count: int,
+                   timeout: float = SETTLE_SECONDS) -> None:
+    """Wait until the server's stdout holds `count` lines containing `marker`."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.output_so_far().count(b"[INFO] Client disconnected: ") >= count:
-            return
+    while time.monotonic() < deadline and server.output_so_far().count(marker) < count:
         time.sleep(0.02)
 
 
-def settle(server: Server, timeout: float = SETTLE_SECONDS) -> None:
-    """Wait until every connection the server logged is logged as disconnected too: the
-    clients are gone, so only the server's own logging can still be on its way."""
+def settle(server: Server, connections: int, timeout: float = SETTLE_SECONDS) -> None:
+    """Before stopping a server: wait until at least `connections` connections, and every
+    connection it logged, are logged as disconnected. The clients are gone by then, but
+    the server's lines may still be on their way (and the harness reads them through a
+    pipe or Docker's log stream, later still)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = server.output_so_far()
-        if out.count(b"[INFO] Client disconnected: ") >= out.count(b"[INFO] Client connected: "):
+        gone = out.count(b"[INFO] Client disconnected: ")
+        if gone >= max(connections, out.count(b"[INFO] Client connected: ")):
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 def raw_exchange(peer: RawPeer, ctx: Ctx, messages: list[bytes], *, slow: bool = False,
@@ -140,6 +152,8 @@ class ServerCase(Case):
 
     server_extra: tuple[str, ...] = ()
     refuse_after_stop: bool = False
+    #: connections of the case that leave no connected/disconnected lines (refused ones)
+    unlogged_connections: int = 0
 
     def drive(self, ctx: Ctx) -> Observation:
         obs = Observation(ctx.cipher)
@@ -147,7 +161,7 @@ class ServerCase(Case):
                                   refuse_after_stop=self.refuse_after_stop)
         try:
             self.exercise(ctx, server, obs)
-            settle(server)
+            settle(server, ctx.connections - self.unlogged_connections)
         finally:
             obs.server = server.stop()
         return obs
@@ -316,6 +330,7 @@ class OverLimit(ServerCase):
     timeout = 20.0
     description = "a client refuses a message one byte above its --max-frame (exit 1)"
     LIMIT = 64
+    unlogged_connections = 1  # connecting before refusing is allowed, not required
 
     def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
         target = (server.client_host, server.client_port)
@@ -522,6 +537,7 @@ class WrongKey(ServerCase):
         # Replace the cipher options: same cipher, a different key (a passphrase for noise).
         args = client_args(ctx.client, target[0], target[1], self.MESSAGE.decode(),
                            self.client_options(ctx.cipher))
+        ctx.connections += 1
         obs.clients.append(ctx.backend.run_client(ctx.cell, ctx.client, args, timeout=20))
         wait_disconnects(server, 1)
         obs.facts["target"] = client_target(server)
@@ -612,15 +628,19 @@ class BadArguments(Case):
     def drive(self, ctx: Ctx) -> Observation:
         obs = Observation(ctx.cipher)
         calls = self.calls(ctx)
-        for index, call in enumerate(calls):
+
+        def one(index: int) -> ProcResult:
+            call = calls[index]
             role = f"{call.role}-{index}"
             if call.role == "client":
-                proc = ctx.backend.run_client(ctx.cell, ctx.client, call.args, role=role,
-                                              timeout=10)
-            else:
-                proc = ctx.backend.run_server_program(ctx.cell, ctx.server, call.args, timeout=10)
-                proc.role = role
-            obs.clients.append(proc)
+                return ctx.backend.run_client(ctx.cell, ctx.client, call.args, role=role,
+                                              timeout=20)
+            proc = ctx.backend.run_server_program(ctx.cell, ctx.server, call.args, timeout=20)
+            proc.role = role
+            return proc
+
+        with ThreadPoolExecutor(max_workers=len(calls)) as pool:  # independent runs
+            obs.clients = list(pool.map(one, range(len(calls))))
         obs.facts["calls"] = calls
         return obs
 
@@ -637,6 +657,7 @@ class MaxClients(ServerCase):
     description = "--max-clients 1: a second client is refused at once (one [ERROR] on each " \
                   "side), the next one after the first left is served"
     server_extra = ("--max-clients", "1")
+    unlogged_connections = 1  # the refused one
 
     def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
         target = (server.client_host, server.client_port)
@@ -727,7 +748,7 @@ class Passphrase(Case):
             args = client_args(ctx.client, *target, self.MESSAGE.decode(), options)
             obs.clients.append(ctx.backend.run_client(ctx.cell, ctx.client, args))
             obs.facts["target"] = client_target(server)
-            settle(server)
+            settle(server, 1)
         finally:
             obs.server = server.stop()
         return obs
@@ -784,11 +805,159 @@ class Ipv6(Messages):
         return result
 
 
+class ShutdownWithClient(Case):
+    name = "shutdown_with_client"
+    timeout = 25.0
+    description = "SIGTERM while a client is connected: that connection closed, " \
+                  "'Shutting down', exit 0 (§5)"
+    MESSAGE = b"still connected"
+
+    def drive(self, ctx: Ctx) -> Observation:
+        obs = Observation(ctx.cipher)
+        server = ctx.start_server()
+        try:
+            with ctx.raw_peer(server) as peer:
+                obs.facts["raw_peer"] = peer.local_address if server.raw_peer_exact else None
+                obs.facts["acks"] = raw_exchange(peer, ctx, [self.MESSAGE])
+                # Servers may send the ACK before they log RECV/SEND: let them finish.
+                wait_for_lines(server, b"[SEND] ACK sent to client", 1)
+                obs.server = server.stop()
+                obs.facts["closed"] = peer.closed_by_peer(within=1.0)
+        finally:
+            obs.server = server.stop()
+        return obs
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        check_acks(checker, obs.facts["acks"], [self.MESSAGE])
+        checker.expect(obs.facts["closed"], "the client's connection stayed open after the "
+                                            "server exited")
+        assert obs.server is not None
+        proc = obs.server
+        checker.exit_code(proc, 0)
+        out = proc.out_lines
+        # The order of this connection's 'Client disconnected' and 'Shutting down' is
+        # not specified: compare the set of lines, then the rest in order.
+        peer = obs.facts["raw_peer"]
+        tail = out[-2:]
+        checker.expect(bool(out) and "[INFO] Shutting down" in tail
+                       and any(line.startswith("[INFO] Client disconnected: ") for line in tail),
+                       f"server: last lines {tail}, expected 'Client disconnected' and "
+                       "'Shutting down' (in either order)")
+        body = [line for line in out if line != "[INFO] Shutting down"]
+        conn = Conn([self.MESSAGE], peer=peer)
+        expected = [re.compile(r"\[INFO\] Listening on " + protocol.PEER),
+                    protocol.cipher_line(obs.cipher),
+                    *expected_connection_lines(conn, obs.cipher)]
+        checker.lines_equal("server", "stdout", body, expected)
+        checker.lines_equal("server", "stderr", proc.err_lines, [])
+        return checker.result()
+
+
+# --- a client against a fake server (the harness) --------------------------------------
+
+class FakeServerCase(Case):
+    """The harness plays the server and misbehaves; only the client program runs. The
+    server language of the cell plays no part (the case runs once per cell all the same)."""
+
+    timeout = 20.0
+    MESSAGE = "anyone there?"
+    client_extra: tuple[str, ...] = ()
+
+    def behaviour(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def drive(self, ctx: Ctx) -> Observation:
+        obs = Observation(ctx.cipher)
+        host = ctx.backend.harness_address()
+        with FakeServer(host, self.behaviour, timeout=ctx.cell.remaining(12.0)) as fake:
+            obs.clients.append(ctx.run_client((host, fake.port), self.MESSAGE,
+                                              extra=list(self.client_extra), timeout=15))
+        obs.facts.update(target=protocol.target(host, fake.port), fake_error=fake.error)
+        return obs
+
+    def expected_error(self, obs: Observation) -> Any:
+        raise NotImplementedError
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        proc = obs.clients[0]
+        checker.exit_code(proc, 1)
+        checker.lines_equal(proc.role, "stderr", proc.err_lines, [self.expected_error(obs)])
+        if obs.cipher == "noise":  # stuck in the handshake: nothing sent yet
+            want: list[Any] = [protocol.cipher_line("noise")]
+        else:
+            want = [send_line(self.MESSAGE.encode(), "xor")]
+        checker.lines_equal(proc.role, "stdout", proc.out_lines, want)
+        return checker.result()
+
+
+class ClientTimeout(FakeServerCase):
+    name = "client_timeout"
+    description = "a server that never answers: '[ERROR] Timed out after 1 s waiting for " \
+                  "TARGET' with --idle-timeout 1"
+    client_extra = ("--idle-timeout", "1")
+
+    def behaviour(self, conn: socket.socket) -> None:
+        drain(conn)
+
+    def expected_error(self, obs: Observation) -> Any:
+        return f"[ERROR] Timed out after 1 s waiting for {obs.facts['target']}"
+
+
+class ClosedBeforeAck(FakeServerCase):
+    name = "closed_before_ack"
+    description = "a server that reads the first frame and closes: exit 1, one [ERROR]"
+
+    def behaviour(self, conn: socket.socket) -> None:
+        read_frame(conn)
+
+    def expected_error(self, obs: Observation) -> Any:
+        target = obs.facts["target"]
+        if obs.cipher == "xor":
+            return f"[ERROR] Connection to {target} closed before the ACK"
+        target = re.escape(target)
+        return re.compile(rf"\[ERROR\] (Handshake failed with {target}: .+"
+                          rf"|Connection to {target} closed before the ACK)")
+
+
+class MalformedAck(FakeServerCase):
+    name = "malformed_ack"
+    ciphers = ("xor",)  # a noise server that lies needs the key: see wrong_key
+    description = "an ACK with the wrong count and an escape sequence: " \
+                  "'[ERROR] Malformed ACK from TARGET: <escaped text>'"
+    ACK = b"ACK: Received 999 bytes \x1b[31m\n"
+
+    def behaviour(self, conn: socket.socket) -> None:
+        read_frame(conn)
+        conn.sendall(protocol.frame(protocol.xor(self.ACK, protocol.DEFAULT_KEY)))
+        drain(conn)
+
+    def expected_error(self, obs: Observation) -> Any:
+        return f"[ERROR] Malformed ACK from {obs.facts['target']}: {protocol.escape(self.ACK)}"
+
+
+class AckTooLarge(FakeServerCase):
+    name = "ack_too_large"
+    ciphers = ("xor",)
+    description = "an ACK frame above the client's --max-frame: refused before it is read"
+    client_extra = ("--max-frame", "64")
+
+    def behaviour(self, conn: socket.socket) -> None:
+        read_frame(conn)
+        conn.sendall(struct.pack(">I", 65) + b"\x00" * 8)
+        drain(conn)
+
+    def expected_error(self, obs: Observation) -> Any:
+        return f"[ERROR] ACK frame too large from {obs.facts['target']}: 65 bytes (limit 64)"
+
+
 CASES: list[Case] = [
     SingleMessage(), EmptyMessage(), Interactive(), Concurrent(), NonAscii(), ControlChars(),
     SizeLimit(), OverLimit(), OversizeFrame(), ByteAtATime(), TwoFramesOneWrite(),
     TruncatedFrame(), InvalidUtf8(), StoppedServer(), ConnectionRefused(), WrongKey(),
     BadArguments(), MaxClients(), IdleTimeout(), Passphrase(), HostName(), Ipv6(),
+    ShutdownWithClient(), ClientTimeout(), ClosedBeforeAck(), MalformedAck(), AckTooLarge(),
 ]
 CASES_BY_NAME: dict[str, Case] = {case.name: case for case in CASES}
 

@@ -167,7 +167,9 @@ class DockerServer(Server):
 
     def _find_addresses(self, port: int) -> None:
         holder = self.netns_of or self.container
-        holder.reload()
+        known = holder.attrs.get("NetworkSettings", {}).get("Networks", {})
+        if not known.get(self.backend.network_name, {}).get("IPAddress"):
+            holder.reload()  # a holder's address, once known, does not change
         settings = holder.attrs["NetworkSettings"]
         self.ip = settings["Networks"][self.backend.network_name]["IPAddress"]
         self.client_host, self.client_port = holder.name, port
@@ -194,8 +196,18 @@ class DockerServer(Server):
         except API_ERRORS:
             timed_out = True
         self.result = self.cell.record(self.backend.collect(
-            self.container, "server", self.argv, exit_code, self.started, timed_out))
+            self.container, "server", self.argv, exit_code, self.started, timed_out,
+            stdout=self._followed_stdout()))
         return self.result
+
+    def _followed_stdout(self) -> bytes | None:
+        """The log stream's copy of stdout once the stream has ended with the container
+        (saves reading a 1 MiB log twice); None if it has not ended."""
+        deadline = time.monotonic() + 2.0
+        with self._changed:
+            while self._following and time.monotonic() < deadline:
+                self._changed.wait(0.1)
+            return None if self._following else bytes(self._out)
 
     def stopped_target(self) -> tuple[str, int]:
         """Where the server was: in a holder's namespace the address outlives the server
@@ -214,8 +226,12 @@ class DockerBackend(Backend):
         self.run_id = secrets.token_hex(4)
         self.labels = {"securemsg.test": "1", "securemsg.run": self.run_id}
         self.network_name = f"securemsg-test-{self.run_id}"
-        self.client = docker.from_env(timeout=120, max_pool_size=64)
         self.images = read_compose()
+        try:
+            self.client = docker.from_env(timeout=120, max_pool_size=64)
+            self.client.ping()
+        except API_ERRORS as error:
+            raise BackendUnavailable(f"no Docker engine answers: {error}") from error
         self._lock = threading.Lock()
         self._prepared: set[str] = set()
         self._help: dict[tuple[str, str], str] = {}
@@ -229,8 +245,12 @@ class DockerBackend(Backend):
         self._key = self._tmp / "noise.psk"
         self._key.write_bytes(os.urandom(NOISE_KEY_LENGTH))
         self._key.chmod(0o644)  # read by the containers' non-root user
-        self.network = self.client.networks.create(
-            self.network_name, driver="bridge", labels=self.labels, check_duplicate=True)
+        try:
+            self.network = self.client.networks.create(
+                self.network_name, driver="bridge", labels=self.labels, check_duplicate=True)
+        except API_ERRORS as error:
+            raise BackendUnavailable(f"cannot create network {self.network_name}: {error}") \
+                from error
         atexit.register(self.close)
 
     # --- images ------------------------------------------------------------------------------
@@ -320,6 +340,8 @@ class DockerBackend(Backend):
     # --- containers ----------------------------------------------------------------------
 
     def _create(self, cell: Cell, role: str, lang: str, argv: list[str], **extra: Any) -> Any:
+        if self._closed:
+            raise BackendError("the Docker backend is closed (run interrupted)")
         spec = self.images[lang]
         # A DNS label holds at most 63 characters: longer names do not resolve.
         name = f"sm-{self.run_id}-{cell.slug}"[:46] + f"-{role[:8]}-{secrets.token_hex(2)}"
@@ -338,12 +360,13 @@ class DockerBackend(Backend):
         return container
 
     def collect(self, container: Any, role: str, argv: list[str], exit_code: int | None,
-                started: float, timed_out: bool) -> ProcResult:
-        """Logs of a finished (or hung) container, then remove it."""
+                started: float, timed_out: bool, stdout: bytes | None = None) -> ProcResult:
+        """Logs of a finished (or hung) container (it is removed later, off the clock)."""
         try:
             if timed_out:
                 container.kill()
-            stdout = container.logs(stdout=True, stderr=False)
+            if stdout is None:
+                stdout = container.logs(stdout=True, stderr=False)
             stderr = container.logs(stdout=False, stderr=True)
         except API_ERRORS as error:
             stdout, stderr = b"", f"[harness] cannot read logs: {error}\n".encode()
@@ -471,6 +494,11 @@ class DockerBackend(Backend):
         busy = self._host_ports.get((lang, "clients"))
         return "127.0.0.1", SERVER_PORT if busy != SERVER_PORT else SERVER_PORT + 1
 
+    def harness_address(self) -> str:
+        """The run network's gateway: the host's own address on that bridge."""
+        self.network.reload()
+        return self.network.attrs["IPAM"]["Config"][0]["Gateway"]
+
     # --- cleanup -------------------------------------------------------------------------
 
     def finish_cell(self, cell: Cell) -> None:
@@ -488,22 +516,31 @@ class DockerBackend(Backend):
             container.remove(force=True)
 
     def close(self) -> None:
+        """Remove everything labelled with this run. Cells still in flight (after Ctrl-C
+        or a crash) cannot create containers any more; a second sweep catches one that
+        was being created during the first."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._hosts.clear()
         self._reaper.shutdown(wait=True, cancel_futures=True)
+        for attempt in range(3):
+            self._sweep()
+            with contextlib.suppress(*API_ERRORS):
+                self.network.remove()
+                break
+            time.sleep(0.5 * (attempt + 1))
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        with contextlib.suppress(*API_ERRORS):
+            self.client.close()
+
+    def _sweep(self) -> None:
         with contextlib.suppress(*API_ERRORS):
             for container in self.client.containers.list(
                     all=True, filters={"label": f"securemsg.run={self.run_id}"}):
                 with contextlib.suppress(*API_ERRORS):
                     container.remove(force=True)
-        with contextlib.suppress(*API_ERRORS):
-            self.network.remove()
-        shutil.rmtree(self._tmp, ignore_errors=True)
-        with contextlib.suppress(*API_ERRORS):
-            self.client.close()
 
 
 def _feed(raw: socket.socket, data: bytes) -> None:

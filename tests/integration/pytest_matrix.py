@@ -27,7 +27,7 @@ from .matrix import (
 
 SELECTED = pytest.StashKey[dict[str, list[CellSpec]]]()
 RUNS = pytest.StashKey["MatrixRuns"]()
-DEFAULT_JOBS = {"docker": 6, "local": 4}
+DEFAULT_JOBS = {"docker": 10, "local": 4}
 
 
 def env_flag(name: str) -> bool:

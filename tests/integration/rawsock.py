@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,3 +140,65 @@ class RawPeer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+Behaviour = Callable[[socket.socket], None]
+
+
+class FakeServer:
+    """A one-connection server played by the harness, to drive a client into the error
+    paths of PROTOCOL.md section 7 (silence, early close, a malformed ACK)."""
+
+    def __init__(self, bind_host: str, behaviour: Behaviour, timeout: float = 15.0) -> None:
+        self.listener = socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET)
+        self.listener.bind((bind_host, 0))
+        self.listener.listen(4)
+        self.listener.settimeout(timeout)
+        self.port: int = self.listener.getsockname()[1]
+        self.behaviour = behaviour
+        self.timeout = timeout
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError as error:
+            self.error = f"no client connected: {error}"
+            return
+        with conn:
+            conn.settimeout(self.timeout)
+            try:
+                self.behaviour(conn)
+            except OSError as error:
+                self.error = f"fake server: {error}"
+
+    def __enter__(self) -> FakeServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.thread.join(self.timeout)
+        self.listener.close()
+
+
+def read_frame(conn: socket.socket) -> bytes:
+    header = _recv_exact(conn, 4)
+    return _recv_exact(conn, struct.unpack(">I", header)[0])
+
+
+def _recv_exact(conn: socket.socket, count: int) -> bytes:
+    data = bytearray()
+    while len(data) < count:
+        chunk = conn.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError(f"client closed after {len(data)} of {count} bytes")
+        data += chunk
+    return bytes(data)
+
+
+def drain(conn: socket.socket) -> None:
+    """Read until the client closes (or the timeout)."""
+    with contextlib.suppress(OSError):
+        while conn.recv(65536):
+            pass

@@ -33,7 +33,7 @@ from .matrix import (
 )
 from .programs import LANGUAGES
 
-DEFAULT_JOBS = {"docker": 6, "local": 4}
+DEFAULT_JOBS = {"docker": 10, "local": 4}
 
 
 def comma_list(allowed: tuple[str, ...] | list[str], what: str) -> Callable[[str], list[str]]:
@@ -105,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     jobs = args.jobs or DEFAULT_JOBS[backend.name]
     print(f"{len(specs)} cells on the {backend.name} backend, {jobs} in parallel; "
           f"logs in {results}/", flush=True)
-    started = time.monotonic()
     try:
+        prepare_started = time.monotonic()
+        backend.prepare(sorted({s.client for s in specs} | {s.server for s in specs}))
+        print(f"images/programs ready in {time.monotonic() - prepare_started:.1f} s", flush=True)
+        started = time.monotonic()
         outcomes = run_cells(backend, specs, results, jobs, progress)
     except BackendUnavailable as error:
         print(f"[ERROR] {error}", file=sys.stderr)

@@ -91,7 +91,9 @@ def xor_vectors() -> dict:
 
 def escape_vectors() -> dict:
     return {
-        "description": "log escaping (PROTOCOL.md section 6); input hex, output the exact printed text",
+        "description": (
+            "log escaping (PROTOCOL.md section 6); input hex, output the exact printed text"
+        ),
         "cases": [
             {"name": name, "input": raw.hex(), "output": printed}
             for name, raw, printed in ESCAPE_CASES
