@@ -75,6 +75,351 @@ static void test_escape_every_single_byte(void)
     CHECK(bad == 0);
 }
 
+/*
+ * Differential tests: a plain reading of PROTOCOL.md section 6, one code point
+ * at a time, against the fast escaper, on many pseudo-random inputs. The
+ * reference also marks where each printed unit ends ("\xHH", "\n", one
+ * character), to check truncated results.
+ */
+typedef struct {
+    char *text;
+    size_t len;
+    uint8_t *unit_end; /* unit_end[k]: a unit ends after k bytes of text */
+} ref_escaped;
+
+/* The code point of the well-formed UTF-8 sequence at p and its length, or 0
+ * when none starts here (RFC 3629). */
+static size_t ref_decode(const uint8_t *p, size_t avail, uint32_t *cp)
+{
+    size_t n, k;
+    uint32_t min;
+
+    if (p[0] < 0x80) {
+        *cp = p[0];
+        return 1;
+    }
+    if ((p[0] & 0xe0) == 0xc0) {
+        n = 2, min = 0x80, *cp = p[0] & 0x1fu;
+    } else if ((p[0] & 0xf0) == 0xe0) {
+        n = 3, min = 0x800, *cp = p[0] & 0x0fu;
+    } else if ((p[0] & 0xf8) == 0xf0) {
+        n = 4, min = 0x10000, *cp = p[0] & 0x07u;
+    } else {
+        return 0;
+    }
+    if (avail < n)
+        return 0;
+    for (k = 1; k < n; k++) {
+        if ((p[k] & 0xc0) != 0x80)
+            return 0;
+        *cp = (*cp << 6) | (p[k] & 0x3fu);
+    }
+    if (*cp < min || *cp > 0x10ffff || (*cp >= 0xd800 && *cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+static void ref_put(ref_escaped *r, const char *unit, size_t n)
+{
+    memcpy(r->text + r->len, unit, n);
+    r->len += n;
+    r->unit_end[r->len] = 1;
+}
+
+static void ref_hex(ref_escaped *r, uint8_t byte)
+{
+    char unit[5];
+
+    snprintf(unit, sizeof unit, "\\x%02x", byte);
+    ref_put(r, unit, 4);
+}
+
+/* Escapes in (free with ref_free). */
+static ref_escaped ref_escape(const uint8_t *in, size_t len)
+{
+    ref_escaped r = {malloc(4 * len + 1), 0, calloc(1, 4 * len + 1)};
+    size_t i = 0, n, k;
+    uint32_t cp;
+
+    r.unit_end[0] = 1;
+    while (i < len) {
+        n = ref_decode(in + i, len - i, &cp);
+        if (n == 0) {
+            ref_hex(&r, in[i]);
+            n = 1;
+        } else if (cp == '\\') {
+            ref_put(&r, "\\\\", 2);
+        } else if (cp == '\n') {
+            ref_put(&r, "\\n", 2);
+        } else if (cp == '\r') {
+            ref_put(&r, "\\r", 2);
+        } else if (cp == '\t') {
+            ref_put(&r, "\\t", 2);
+        } else if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) ||
+                   cp == 0x2028 || cp == 0x2029) {
+            for (k = 0; k < n; k++)
+                ref_hex(&r, in[i + k]);
+        } else {
+            ref_put(&r, (const char *)in + i, n);
+        }
+        i += n;
+    }
+    r.text[r.len] = '\0';
+    return r;
+}
+
+static void ref_free(ref_escaped *r)
+{
+    free(r->text);
+    free(r->unit_end);
+}
+
+/* log_escape into a heap buffer of exactly cap bytes (so that ASan sees any
+ * write past it) must return the full length and hold the longest run of
+ * whole units that fits, NUL-terminated. Returns 0 when it does. */
+static int escape_matches_at(const ref_escaped *r, const uint8_t *in, size_t len,
+                             size_t cap)
+{
+    char *out = cap > 0 ? malloc(cap) : NULL;
+    size_t need = log_escape(out, cap, in, len), fit = 0;
+    int ok = need == r->len;
+
+    if (cap > 0) {
+        fit = r->len < cap ? r->len : cap - 1;
+        while (!r->unit_end[fit])
+            fit--;
+        ok = ok && strlen(out) == fit && memcmp(out, r->text, fit) == 0;
+    }
+    free(out);
+    return ok ? 0 : -1;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+
+static uint64_t rng_next(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static size_t rng_below(size_t n)
+{
+    return n == 0 ? 0 : (size_t)(rng_next() % n);
+}
+
+/* Compares the fast escaper with the reference at the caps that matter: no
+ * room, exactly the worst case (4 * len + 1, the single-pass path), one less
+ * (the checked path), the exact fit, one too few, and random ones. Prints
+ * the first few inputs that differ. Returns 0 when all agree. */
+static int escape_matches(const uint8_t *input, size_t len)
+{
+    static int reported;
+    uint8_t *in = malloc(len > 0 ? len : 1); /* exactly len: reads past it show */
+    ref_escaped r = ref_escape(input, len);
+    size_t caps[] = {0, 1, 4 * len + 1, 4 * len, r.len + 1, r.len,
+                     1 + rng_below(r.len + 1), 1 + rng_below(4 * len + 8)};
+    size_t k, i;
+    int bad = 0;
+
+    memcpy(in, input, len);
+    for (k = 0; k < sizeof caps / sizeof caps[0]; k++)
+        if (escape_matches_at(&r, in, len, caps[k]) < 0)
+            bad = 1;
+    free(in);
+    if (bad && reported++ < 5) {
+        fprintf(stderr, "  differs from the reference (len %zu):", len);
+        for (i = 0; i < len && i < 48; i++)
+            fprintf(stderr, " %02x", input[i]);
+        fprintf(stderr, "%s\n", len > 48 ? " ..." : "");
+    }
+    ref_free(&r);
+    return bad ? -1 : 0;
+}
+
+/* Appends code point cp as UTF-8 (no checks: surrogates can be made). */
+static size_t put_utf8(uint8_t *p, uint32_t cp)
+{
+    if (cp < 0x80) {
+        p[0] = (uint8_t)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        p[0] = (uint8_t)(0xc0 | cp >> 6);
+        p[1] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        p[0] = (uint8_t)(0xe0 | cp >> 12);
+        p[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+        p[2] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    p[0] = (uint8_t)(0xf0 | cp >> 18);
+    p[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
+    p[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+    p[3] = (uint8_t)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* Code points near every edge the rule has. */
+static const uint32_t edge_code_points[] = {
+    0x00, 0x09, 0x0a, 0x0d, 0x1b, 0x1f, 0x20, 0x5c, 0x7e, 0x7f, 0x80, 0x85,
+    0x9b, 0x9f, 0xa0, 0xe9, 0x7ff, 0x800, 0x2027, 0x2028, 0x2029, 0x202a,
+    0x202e, 0xd7ff, 0xe000, 0xfeff, 0xfffd, 0xffff, 0x10000, 0x1f510,
+    0x10ffff,
+};
+
+/* Mostly valid UTF-8 text with controls, separators and edge code points,
+ * and now and then a malformed piece (surrogate, overlong, cut sequence,
+ * stray byte). Fills exactly len bytes. */
+static void make_utf8(uint8_t *buf, size_t len)
+{
+    uint8_t piece[8];
+    size_t i = 0, n;
+    uint32_t cp;
+
+    while (i < len) {
+        switch (rng_below(8)) {
+        case 0:
+        case 1:
+            n = put_utf8(piece, (uint32_t)(0x20 + rng_below(0x5f)));
+            break;
+        case 2:
+            cp = edge_code_points[rng_below(sizeof edge_code_points /
+                                            sizeof edge_code_points[0])];
+            n = put_utf8(piece, cp);
+            break;
+        case 3:
+            n = put_utf8(piece, (uint32_t)rng_below(0x800));
+            break;
+        case 4:
+            n = put_utf8(piece, (uint32_t)(0x800 + rng_below(0x10000 - 0x800)));
+            break;
+        case 5:
+            n = put_utf8(piece, (uint32_t)(0x10000 + rng_below(0x100000)));
+            break;
+        case 6: /* a sequence cut short, or a surrogate */
+            n = put_utf8(piece, rng_below(2) ? (uint32_t)(0xd800 + rng_below(0x800))
+                                             : (uint32_t)(0x80 + rng_below(0x10ff80)));
+            if (n > 1 && rng_below(2))
+                n = 1 + rng_below(n - 1);
+            break;
+        default: /* a stray byte, or an overlong / too large lead */
+            piece[0] = (uint8_t)rng_next();
+            piece[1] = (uint8_t)(0x80 | (rng_next() & 0x3f));
+            n = 1 + rng_below(2);
+            break;
+        }
+        if (n > len - i)
+            n = len - i;
+        memcpy(buf + i, piece, n);
+        i += n;
+    }
+}
+
+/* Printable ASCII with a special byte now and then: long plain runs that
+ * end at every offset of a word. */
+static void make_text(uint8_t *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        buf[i] = rng_below(20) == 0 ? (uint8_t)rng_next()
+                                    : (uint8_t)(0x20 + rng_below(0x5f));
+}
+
+static void make_random(uint8_t *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        buf[i] = (uint8_t)rng_next();
+}
+
+static void (*const generators[])(uint8_t *, size_t) = {make_random, make_utf8,
+                                                        make_text};
+#define GENERATORS (sizeof generators / sizeof generators[0])
+
+/* Lengths 0..100, many inputs of each kind. */
+static void test_escape_matches_reference_short(void)
+{
+    uint8_t buf[100];
+    size_t len, g, round;
+    int bad = 0;
+
+    for (len = 0; len <= sizeof buf; len++)
+        for (g = 0; g < GENERATORS; g++)
+            for (round = 0; round < 150; round++) {
+                generators[g](buf, len);
+                bad += escape_matches(buf, len) < 0;
+            }
+    CHECK(bad == 0);
+}
+
+/* Every byte value, and a few multi-byte pieces, at every position in a run
+ * of plain text of 0..40 bytes starting at every alignment: each lane of the
+ * 8-byte word scan, the switch to the byte-by-byte tail, and sequences cut by
+ * the end of the input. */
+static void test_escape_word_boundaries(void)
+{
+    static const struct {
+        uint8_t bytes[4];
+        size_t len;
+    } pieces[] = {
+        {{0xc3, 0xa9}, 2},       {{0xc2, 0x85}, 2},       {{0xc2, 0xa0}, 2},
+        {{0xe2, 0x80, 0xa8}, 3}, {{0xe2, 0x80, 0xaa}, 3}, {{0xe2, 0x82, 0xac}, 3},
+        {{0xed, 0xa0, 0x80}, 3}, {{0xf0, 0x9f, 0x94, 0x90}, 4},
+        {{0xf4, 0x90, 0x80, 0x80}, 4}, {{0xe2, 0x82}, 2},
+    };
+    uint8_t buf[8 + 48];
+    size_t align, len, at, b, k;
+    int bad = 0;
+
+    for (align = 0; align < 8; align++)
+        for (len = 0; len <= 40; len++) {
+            uint8_t *in = buf + align;
+
+            for (at = 0; at < len; at++) {
+                for (b = 0; b < 256; b++) {
+                    memset(in, 'a' + (int)(len % 26), len);
+                    in[at] = (uint8_t)b;
+                    bad += escape_matches(in, len) < 0;
+                }
+                for (k = 0; k < sizeof pieces / sizeof pieces[0]; k++) {
+                    size_t n = pieces[k].len < len - at ? pieces[k].len : len - at;
+
+                    memset(in, 'x', len);
+                    memcpy(in + at, pieces[k].bytes, n);
+                    bad += escape_matches(in, len) < 0;
+                }
+            }
+            memset(in, 'q', len);
+            bad += escape_matches(in, len) < 0;
+        }
+    CHECK(bad == 0);
+}
+
+#define LARGE_INPUT (1u << 20)
+
+/* 1 MiB of each kind and a few odd sizes, through log_escape. */
+static void test_escape_matches_reference_large(void)
+{
+    static const size_t sizes[] = {LARGE_INPUT, 65536 + 3, 4093, 1000};
+    uint8_t *buf = malloc(LARGE_INPUT);
+    size_t g, k;
+    int bad = 0;
+
+    for (g = 0; g < GENERATORS; g++)
+        for (k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            generators[g](buf, sizes[k]);
+            bad += escape_matches(buf, sizes[k]) < 0;
+        }
+    CHECK(bad == 0);
+    free(buf);
+}
+
 #define CAPTURE_MAX (8 << 20)
 
 static int redirect(int fd, int *saved)
@@ -240,6 +585,50 @@ static void test_long_line(void)
     free(out);
 }
 
+/* log_bytes escapes into the line buffer itself: the line must be the tag,
+ * the prefix, the reference's escaped text and a newline, for short lines
+ * (stack buffer) and long ones (heap) of every kind. */
+static uint8_t *line_input;
+static size_t line_input_len;
+
+static void emit_line_input(void)
+{
+    log_bytes(LOG_RECV, "Plaintext: ", line_input, line_input_len);
+}
+
+static void test_line_matches_reference(void)
+{
+    static const size_t sizes[] = {0, 1, 7, 100, 500, 511, 512, 2000, 70000,
+                                   LARGE_INPUT};
+    size_t g, k, head = strlen("[RECV] Plaintext: ");
+    char *out, *err;
+    int bad = 0;
+
+    log_set_color(0);
+    line_input = malloc(LARGE_INPUT);
+    for (g = 0; g < GENERATORS; g++)
+        for (k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            ref_escaped r;
+
+            line_input_len = sizes[k];
+            generators[g](line_input, line_input_len);
+            r = ref_escape(line_input, line_input_len);
+            capture(emit_line_input, &out, &err);
+            if (strlen(out) != head + r.len + 1 ||
+                strncmp(out, "[RECV] Plaintext: ", head) != 0 ||
+                memcmp(out + head, r.text, r.len) != 0 || out[head + r.len] != '\n') {
+                fprintf(stderr, "  line differs: generator %zu, %zu bytes\n", g,
+                        line_input_len);
+                bad++;
+            }
+            free(out);
+            free(err);
+            ref_free(&r);
+        }
+    free(line_input);
+    CHECK(bad == 0);
+}
+
 #define WRITERS 4
 #define LINES_EACH 300
 
@@ -300,10 +689,14 @@ int main(void)
     RUN_TEST(test_escape_vectors);
     RUN_TEST(test_escape_truncation);
     RUN_TEST(test_escape_every_single_byte);
+    RUN_TEST(test_escape_matches_reference_short);
+    RUN_TEST(test_escape_word_boundaries);
+    RUN_TEST(test_escape_matches_reference_large);
     RUN_TEST(test_line_format);
     RUN_TEST(test_colour_only_the_tag);
     RUN_TEST(test_color_decision);
     RUN_TEST(test_long_line);
+    RUN_TEST(test_line_matches_reference);
     RUN_TEST(test_lines_never_interleave);
     return check_report("test_log");
 }
