@@ -19,106 +19,126 @@ from typing import BinaryIO
 
 # --- escaping ---------------------------------------------------------------
 #
-# A log line may quote a 1 MiB message, so the rule runs in C-level str and
-# bytes methods, never in a Python loop over the bytes. Python's UTF-8 decoder
-# accepts exactly RFC 3629 (no overlongs, no surrogates, nothing above
-# U+10FFFF) and with "surrogateescape" turns each byte it rejects into one
-# code point U+DC80..U+DCFF. After that, every character that needs escaping
-# is a single code point, and one table lookup per character does the rest:
-# the general path. Two shortcuts keep the common cases cheap:
-# - plain ASCII text with nothing to escape is returned as is;
-# - long text is escaped with a few bytes.replace calls, then regex searches
-#   for the rare rest. Replacing bytes before decoding is exact because the
-#   bytes to escape below 0x80 never occur inside a multi-byte sequence, and
-#   replacing them with ASCII changes how no other byte decodes.
+# A log line may quote a 1 MiB message, and escaping holds the GIL: a Python
+# loop over the bytes (or a regex callback per match) would let one client
+# sending binary frames stall every other one. So the rule runs as a fixed
+# number of C-level passes whose cost hardly depends on what the bytes are:
+#
+# 1. ASCII bytes to escape (backslash, C0 controls, DEL): one bytes.replace per
+#    distinct byte present. Every escape is written with _INTRO in place of its
+#    backslash until step 4, so that step 3 finds no backslash but its own (a
+#    message may contain the text "\udc").
+# 2. C1 controls (c2 80..9f) and U+2028/U+2029 (e2 80 a8/a9) are well-formed
+#    but print byte by byte: their lead byte is replaced with its escape, which
+#    leaves their other bytes invalid, for step 3 to escape.
+#    Neither step changes how any other byte decodes: ASCII bytes are never
+#    part of a multi-byte sequence, and c2 and e2 always start one.
+# 3. Python's UTF-8 decoder accepts exactly RFC 3629 (no overlongs, no
+#    surrogates, nothing above U+10FFFF) and, with "surrogateescape", turns each
+#    byte it rejects into U+DC80..U+DCFF, resuming at the next byte as the rule
+#    does. The encoder's "backslashreplace" writes those as \udcHH, which one
+#    replace turns into _INTRO + "xHH". ("backslashreplace" when decoding would
+#    write \xHH at once, but it calls its handler per byte: on random bytes it
+#    alone takes seven times as long as this whole function.)
+# 4. One bytes.translate turns _INTRO into the backslash.
+#
+# _INTRO and _MARK are C0 controls: step 1 escapes any the message contains
+# (_INTRO first, as the other escapes add _INTRO bytes of their own).
+
+_INTRO = b"\x00"  # the backslash of an escape, until step 4
+_MARK = b"\x01"  # step 2: a lead byte about to be replaced with its escape
 
 
-def _hex(raw: bytes) -> str:
-    return "".join(f"\\x{byte:02x}" for byte in raw)
+def _ascii_escape(byte: int) -> bytes:
+    text = {0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}.get(byte, f"\\x{byte:02x}")
+    return text.encode().replace(b"\\", _INTRO)
 
 
-def _build_escapes() -> dict[int, str]:
-    """Code point -> printed form, for every code point that is not printed as is."""
-    escapes = {code: _hex(chr(code).encode()) for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
-    escapes.update({0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"})
-    escapes.update({code: _hex(chr(code).encode()) for code in (0x2028, 0x2029)})
-    escapes.update({0xDC00 + byte: f"\\x{byte:02x}" for byte in range(0x80, 0x100)})
-    return escapes
+def _byte_class(members: bytes) -> bytes:
+    """A translate table: 1 for the bytes in ``members``, 0 for the others."""
+    return bytes(int(byte in members) for byte in range(256))
 
 
-_ESCAPES = _build_escapes()
-_ASCII_ESCAPES = {code: text.encode() for code, text in _ESCAPES.items() if code < 0x80}
+_ASCII_SPECIALS = [*range(0x20), 0x7F, 0x5C]  # ascending from _INTRO, 0x00
+_ASCII_ESCAPES = {byte: (bytes((byte,)), _ascii_escape(byte)) for byte in _ASCII_SPECIALS}
 _NOT_ASCII_SPECIAL = bytes(byte for byte in range(256) if byte not in _ASCII_ESCAPES)
-_WIDE_CONTROL = re.compile("[\x80-\x9f\u2028\u2029]")
-_INVALID = re.compile("[\udc80-\udcff]")
-_LONG = 4096  # bytes; shorter data always takes the general path
-_table: list[int | str] = []
-
-
-def _translate_table() -> list[int | str]:
-    """``_ESCAPES`` as a str.translate table indexed by code point (built once).
-
-    A list is looked up faster than a dict. Code points past its end (none
-    from U+DD00 on needs escaping) raise IndexError, which translate takes as
-    "print as is".
-    """
-    if not _table:
-        table: list[int | str] = list(range(max(_ESCAPES) + 1))
-        for code, text in _ESCAPES.items():
-            table[code] = text
-        _table[:] = table
-    return _table
+# Well-formed sequences printed byte by byte (step 2): a regex to notice one,
+# its lead byte, and translate tables testing each of its bytes (lead first).
+_WIDE_CONTROLS = [
+    (  # C1 controls, U+0080..U+009F
+        re.compile(rb"\xc2[\x80-\x9f]"),
+        0xC2,
+        [_byte_class(b"\xc2"), _byte_class(bytes(range(0x80, 0xA0)))],
+    ),
+    (  # line and paragraph separators, U+2028 and U+2029
+        re.compile(rb"\xe2\x80[\xa8\xa9]"),
+        0xE2,
+        [_byte_class(b"\xe2"), _byte_class(b"\x80"), _byte_class(b"\xa8\xa9")],
+    ),
+]
+_ANY_WIDE_CONTROL = re.compile(b"|".join(notice.pattern for notice, _, _ in _WIDE_CONTROLS))
+_FINAL = bytes(range(256)).replace(_INTRO, b"\\")
 
 
 def _escape_ascii_specials(data: bytes, specials: bytes) -> bytes:
-    present = set(specials)
-    if 0x5C in present:  # first: the other escapes add backslashes of their own
-        data = data.replace(b"\\", b"\\\\")
-        present.discard(0x5C)
+    """Step 1; ``specials`` holds (at least once) each special byte of ``data``."""
+    if len(specials) <= 64:
+        present = sorted(set(specials))  # _INTRO, 0x00, first
+    else:  # set() of a long string costs more than a memchr per special
+        present = [byte for byte in _ASCII_SPECIALS if byte in specials]
     for byte in present:
-        data = data.replace(bytes((byte,)), _ASCII_ESCAPES[byte])
+        raw, escaped = _ASCII_ESCAPES[byte]
+        data = data.replace(raw, escaped)
     return data
 
 
-def _lookup(match: re.Match[str]) -> str:
-    return _ESCAPES[ord(match.group())]
+def _escape_leads(data: bytes, lead: int, tables: list[bytes]) -> bytes:
+    """Step 2: escape the ``lead`` byte of each run of bytes in the ``tables`` classes.
+
+    No pass per possible sequence, no call per match: the data is read as one
+    big integer, a base-256 digit per byte. translate turns a class test into
+    a 0/1 digit per byte, a shift aligns the test of the byte k places on, AND
+    combines the tests, and one XOR turns just the lead bytes into _MARK (the
+    mask's digits are 0 or 1: nothing carries into a neighbour).
+    """
+    mask = -1
+    for offset, table in enumerate(tables):
+        mask &= int.from_bytes(data.translate(table), "little") >> (8 * offset)
+    marked = int.from_bytes(data, "little") ^ mask * (lead ^ _MARK[0])
+    return marked.to_bytes(len(data), "little").replace(_MARK, b"%bx%02x" % (_INTRO, lead))
 
 
-def _escape_long_text(data: bytes, specials: bytes) -> str:
+def _escape_invalid(data: bytes) -> bytes:
+    """Step 3: each byte the UTF-8 decoder rejects becomes _INTRO + "xHH"."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "surrogateescape")
+        return text.encode("utf-8", "backslashreplace").replace(b"\\udc", _INTRO + b"x")
+    return data
+
+
+def escape_bytes(data: bytes) -> bytes:
+    """``escape(data)`` encoded as UTF-8; with nothing to escape, ``data`` itself."""
+    specials = data.translate(None, _NOT_ASCII_SPECIAL)
     if specials:
         data = _escape_ascii_specials(data, specials)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:  # a few bad bytes in text: touch only those
-        text = _INVALID.sub(_lookup, data.decode("utf-8", "surrogateescape"))
-    if _WIDE_CONTROL.search(text) is not None:
-        text = _WIDE_CONTROL.sub(_lookup, text)
-    return text
-
-
-def _looks_binary(data: bytes) -> bool:
-    sample = data[:_LONG].decode("utf-8", "surrogateescape")
-    return len(_INVALID.findall(sample)) > _LONG // 64
+    if not data.isascii():
+        if _ANY_WIDE_CONTROL.search(data) is not None:
+            for notice, lead, tables in _WIDE_CONTROLS:
+                if notice.search(data) is not None:
+                    data = _escape_leads(data, lead, tables)
+        data = _escape_invalid(data)
+    elif not specials:
+        return data  # the common case: plain ASCII text
+    if _INTRO in data:
+        data = data.translate(_FINAL)
+    return data
 
 
 def escape(data: bytes) -> str:
     """Return ``data`` as printable text: the escaping rule of PROTOCOL.md 6."""
-    specials = data.translate(None, _NOT_ASCII_SPECIAL)
-    if data.isascii():
-        if specials:
-            data = _escape_ascii_specials(data, specials)
-        return data.decode("ascii")
-    if len(data) < _LONG or _looks_binary(data):
-        return data.decode("utf-8", "surrogateescape").translate(_translate_table())
-    return _escape_long_text(data, specials)
-
-
-def escape_bytes(data: bytes) -> bytes:
-    """``escape(data)`` encoded as UTF-8; plain ASCII comes back as is, uncopied."""
-    if data.isascii():
-        specials = data.translate(None, _NOT_ASCII_SPECIAL)
-        return _escape_ascii_specials(data, specials) if specials else data
-    return escape(data).encode()
+    return escape_bytes(data).decode("utf-8")
 
 
 def escape_text(text: str) -> str:

@@ -8,6 +8,9 @@ ACKs out; finish: log the end). Protocol work happens in ``session`` and
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
 import socket
 import socketserver
@@ -35,6 +38,10 @@ from .errors import (
 from .framing import NEED_MORE
 from .log import Logger
 from .session import HandshakeComplete, Message, SessionFactory, ack_text
+
+# Connections the kernel queues while the acceptor is busy (c/server.c uses the
+# same); socketserver's default of 5 resets clients that connect all at once.
+LISTEN_BACKLOG = 128
 
 
 def describe_error(exc: SecureMsgError, peer: str) -> str:
@@ -116,6 +123,7 @@ class SecureMsgServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     daemon_threads = False
     block_on_close = True  # server_close() joins every client thread
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, config: ServerConfig, console: Logger, factory: SessionFactory) -> None:
         self.config = config
@@ -175,18 +183,57 @@ class SecureMsgServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.server_close()
 
 
-def _install_signal_handlers(stop: threading.Event) -> None:
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
+class ShutdownPipe:
+    """The self-pipe of c/server.c: whoever wants the server stopped writes a byte.
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    A signal handler runs in the main thread between any two bytecodes, even
+    inside another handler, so it must take no lock: threading.Event.set()
+    takes one, and a second SIGTERM arriving inside the first one's set()
+    deadlocked. The handler only writes to a non-blocking pipe, and the main
+    thread sleeps in poll() on the read end. The pipe is never closed: a
+    signal may still arrive while the interpreter exits.
+    """
+
+    SIGNAL = b"S"
+    ACCEPTOR_ENDED = b"A"
+
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+
+    def notify(self, reason: bytes) -> None:
+        """Wake the main thread (from any thread)."""
+        with contextlib.suppress(OSError):  # pipe full: the main thread is awake anyway
+            os.write(self._write_fd, reason)
+
+    def install_signal_handlers(self) -> None:
+        # Closure variables, not module globals: the handler may run while Python exits.
+        write, fd, reason = os.write, self._write_fd, self.SIGNAL
+
+        def on_signal(_signum: int, _frame: FrameType | None) -> None:
+            try:  # noqa: SIM105 - contextlib is a module global
+                write(fd, reason)
+            except OSError:
+                pass  # pipe full: a wake-up is pending anyway
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+
+    def wait(self) -> bytes:
+        """Sleep until something was written; return the reasons written so far."""
+        poller = select.poll()
+        poller.register(self._read_fd, select.POLLIN)
+        while True:
+            poller.poll()  # after a signal, Python runs the handler and polls again
+            with contextlib.suppress(BlockingIOError):
+                return os.read(self._read_fd, 64)
 
 
 def run(config: ServerConfig, console: Logger) -> int:
     """Serve until SIGINT/SIGTERM; return the exit status."""
-    stop = threading.Event()
-    _install_signal_handlers(stop)  # before Argon2id, which takes a moment
+    wakeup = ShutdownPipe()
+    wakeup.install_signal_handlers()  # before Argon2id, which takes a moment
     try:
         factory = SessionFactory.from_config(config)
     except SecureMsgError as exc:
@@ -204,16 +251,19 @@ def run(config: ServerConfig, console: Logger) -> int:
     def serve() -> None:
         try:
             server.serve_forever(poll_interval=0.2)
+        except OSError as exc:  # waiting for connections failed: as c/server.c, exit 1
+            console.error(f"Cannot wait for connections: {net.strerror(exc)}")
         finally:
-            stop.set()
+            wakeup.notify(ShutdownPipe.ACCEPTOR_ENDED)
 
     acceptor = threading.Thread(target=serve, name="accept")
     acceptor.start()
-    stop.wait()
-    console.info("Shutting down")
+    signalled = ShutdownPipe.SIGNAL in wakeup.wait()
+    if signalled:
+        console.info("Shutting down")  # before the clients' disconnect lines
     server.stop()
     acceptor.join()
-    return 0
+    return 0 if signalled else 1
 
 
 def main(argv: list[str] | None = None) -> int:

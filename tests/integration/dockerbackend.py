@@ -21,6 +21,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -216,6 +217,124 @@ class DockerServer(Server):
         return self.client_host, self.client_port
 
 
+class ExecServer(DockerServer):
+    """A server run with `docker exec` inside a long-lived holder container.
+
+    A container per server costs the daemon a root-filesystem mount (fuse-overlayfs
+    here), a runc start, a shim and a removal; an exec costs a runc exec, about a fifth
+    of that on a loaded 2-core machine. The server's stdout and stderr are the exec's
+    streams (the same bytes a container log holds); SIGTERM goes to its process from
+    the host (the daemon's process, seen in /proc, not a remote or Desktop engine).
+    """
+
+    def __init__(self, backend: DockerBackend, cell: Cell, lang: str, holder: Any,
+                 argv: list[str]) -> None:
+        self.backend = backend
+        self.netns_of = holder
+        self.cell = cell
+        self.lang = lang
+        self.container = holder
+        self.argv = argv
+        self.started = time.monotonic()
+        self.result: ProcResult | None = None
+        self._out = bytearray()
+        self._err = bytearray()
+        self._changed = threading.Condition()
+        self._following = True
+        api = backend.client.api
+        self.exec_id = api.exec_create(holder.id, argv, environment={"NO_COLOR": "1"})["Id"]
+        self._handle, self._raw, early = backend._exec_start(self.exec_id)
+        self._pid = 0
+        threading.Thread(target=self._follow_exec, args=(early,), daemon=True,
+                         name=f"exec-{cell.slug}").start()
+
+    def _follow_exec(self, early: bytes) -> None:
+        buffer = bytearray(early)
+        try:
+            self._raw.settimeout(None)
+            while True:
+                while len(buffer) >= 8:
+                    stream, size = buffer[0], struct.unpack(">I", buffer[4:8])[0]
+                    if len(buffer) < 8 + size:
+                        break
+                    with self._changed:
+                        (self._err if stream == 2 else self._out).extend(buffer[8:8 + size])
+                        self._changed.notify_all()
+                    del buffer[: 8 + size]
+                chunk = self._raw.recv(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+        except OSError:
+            pass
+        finally:
+            with self._changed:
+                self._following = False
+                self._changed.notify_all()
+
+    def pid(self) -> int:
+        """The server's host PID, checked against its command line (never a reused PID)."""
+        if not self._pid:
+            pid = 0
+            for _ in range(100):  # the daemon records the PID a moment after the start
+                pid = int(self.backend.client.api.exec_inspect(self.exec_id).get("Pid") or 0)
+                if pid > 0:
+                    break
+                time.sleep(0.02)
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                cmdline = []
+            if pid <= 0 or self.argv[0].encode() not in cmdline[:1] + cmdline[1:2]:
+                raise BackendError(f"exec'd {self.lang} server: PID {pid} not visible here "
+                                   "(SECUREMSG_MATRIX_SERVERS=container for a remote engine)")
+            self._pid = pid
+        return self._pid
+
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if self._following:
+                os.kill(self.pid(), signum)
+
+    def stop(self) -> ProcResult:
+        if self.result is not None:
+            return self.result
+        self.signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.cell.remaining(10.0)
+        with self._changed:
+            while self._following and time.monotonic() < deadline:
+                self._changed.wait(max(0.01, min(0.5, deadline - time.monotonic())))
+            timed_out = self._following
+        if timed_out:
+            self.signal(signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self._handle.close()
+            self._raw.close()
+        exit_code = None if timed_out else self.backend._exit_code(self.exec_id)
+        with self._changed:
+            out, err = bytes(self._out), bytes(self._err)
+        self.result = self.cell.record(ProcResult(
+            role="server", argv=self.argv, exit_code=exit_code, stdout=out, stderr=err,
+            duration=time.monotonic() - self.started, timed_out=timed_out))
+        return self.result
+
+
+def exec_servers_possible() -> bool:
+    """Whether servers may run as `docker exec`s signalled from here (ExecServer).
+
+    That needs the engine's processes on this machine (a Linux host, a local socket:
+    not a remote engine, not Docker Desktop's VM) and the right to signal them (root;
+    a rootless engine's user owns its containers' user namespace). Otherwise, or with
+    SECUREMSG_MATRIX_SERVERS=container, each server gets a container of its own.
+    """
+    if os.environ.get("SECUREMSG_MATRIX_SERVERS", "exec") == "container":
+        return False
+    if sys.platform != "linux" or not os.environ.get("DOCKER_HOST", "unix://").startswith("unix://"):
+        return False
+    rootless = os.environ.get("DOCKER_HOST", "").startswith(f"unix:///run/user/{os.getuid()}/")
+    return os.geteuid() == 0 or rootless
+
+
 class DockerBackend(Backend):
     name = "docker"
     concurrent_clients = 20
@@ -237,7 +356,9 @@ class DockerBackend(Backend):
         self._help: dict[tuple[str, str], str] = {}
         self._cells: dict[str, list[Any]] = {}
         self._hosts: dict[tuple[str, str], Any] = {}
-        self._host_lock = threading.Lock()
+        self._host_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._exec_servers: dict[str, list[ExecServer]] = {}
+        self.exec_servers = exec_servers_possible()
         self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reaper")
         self._host_ports: dict[tuple[str, str], int] = {}
         self._closed = False
@@ -260,8 +381,13 @@ class DockerBackend(Backend):
             for lang in sorted(set(langs) - self._prepared):
                 self._ensure_image(self.images[lang])
                 self._prepared.add(lang)
-        for lang in langs:
-            self._host(lang)
+        # Every holder up front and in parallel: a holder started lazily by the first cell
+        # that needs it made that cell (and, before, every cell) wait for its start.
+        purposes = ["clients", "stopped"] + (["servers"] if self.shared_netns else [])
+        wanted = [(lang, purpose) for lang in langs for purpose in purposes]
+        with ThreadPoolExecutor(max_workers=len(wanted) or 1) as pool:
+            for future in [pool.submit(self._host, *key) for key in wanted]:
+                future.result()
 
     def _ensure_image(self, spec: LanguageImage) -> None:
         """Build when missing, when asked to, or when a source file is newer than the image
@@ -294,10 +420,16 @@ class DockerBackend(Backend):
         clients' host: removing a container that joined a namespace breaks Docker's
         DNS inside it). An idle server on loopback keeps it running (the C image is
         FROM scratch: no sleep, no shell)."""
-        with self._host_lock:
-            if (lang, purpose) not in self._hosts:
+        key = (lang, purpose)
+        host = self._hosts.get(key)  # the common case: no lock, no waiting on other starts
+        if host is not None:
+            return host
+        with self._lock:
+            lock = self._host_locks.setdefault(key, threading.Lock())
+        with lock:  # one start per holder; other holders start at the same time
+            if key not in self._hosts:
                 self._start_host(lang, purpose)
-            return self._hosts[(lang, purpose)]
+            return self._hosts[key]
 
     def _start_host(self, lang: str, purpose: str) -> None:
         spec = self.images[lang]
@@ -391,6 +523,8 @@ class DockerBackend(Backend):
         netns_of = self._host(lang, purpose) if self.shared_netns or refuse_after_stop else None
         port = 0 if netns_of is not None else SERVER_PORT
         argv = [*self.images[lang].server_prefix, *server_args(lang, port, options)]
+        if self.exec_servers and netns_of is not None:
+            return self._start_exec_server(cell, lang, netns_of, argv)
         extra: dict[str, Any] = {}
         if netns_of is not None:
             extra["network_mode"] = f"container:{netns_of.id}"
@@ -404,6 +538,18 @@ class DockerBackend(Backend):
             raise BackendError(f"cannot start the {lang} server: {error}") from error
         server = DockerServer(self, cell, lang, container, argv, netns_of)
         server.wait_listening(cell.remaining(20.0))
+        return server
+
+    def _start_exec_server(self, cell: Cell, lang: str, holder: Any,
+                           argv: list[str]) -> Server:
+        try:
+            server = ExecServer(self, cell, lang, holder, argv)
+        except API_ERRORS as error:
+            raise BackendError(f"cannot exec the {lang} server: {error}") from error
+        with self._lock:
+            self._exec_servers.setdefault(cell.cell_id, []).append(server)
+        server.wait_listening(cell.remaining(20.0))
+        server.pid()  # fails the cell now, not at stop(), if its process cannot be signalled
         return server
 
     def _exec(self, cell: Cell, lang: str, role: str, argv: list[str], stdin: bytes | None,
@@ -505,6 +651,11 @@ class DockerBackend(Backend):
         """Remove the cell's containers in the background (off the cell's critical path)."""
         with self._lock:
             containers = self._cells.pop(cell.cell_id, [])
+            exec_servers = self._exec_servers.pop(cell.cell_id, [])
+        for server in exec_servers:  # a hung cell's server; stop() has ended the others
+            with contextlib.suppress(BackendError, *API_ERRORS):
+                server.signal(signal.SIGKILL)
+        with self._lock:
             if self._closed:
                 return
             for container in containers:

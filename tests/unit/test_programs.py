@@ -166,3 +166,33 @@ def test_noise_between_processes() -> None:
     assert status == 0
     assert "[INFO] Handshake complete: 127.0.0.1:" in out
     assert "correct horse" not in out
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [(signal.SIGTERM, signal.SIGTERM), (signal.SIGINT, signal.SIGTERM)],
+    ids=["term-term", "int-term"],
+)
+def test_second_signal_during_shutdown_still_exits_0(signals: tuple[int, int]) -> None:
+    """`timeout` sends SIGTERM twice; the second used to deadlock the first's handler."""
+    deadline = time.monotonic() + 40  # bounded: 20 rounds, or fewer on a slow machine
+    rounds = 0
+    while rounds < 20 and time.monotonic() < deadline:
+        server = ServerProcess()
+        sock = connect(server.port) if rounds % 2 else None  # with and without a client
+        for signum in signals:
+            os.kill(server.process.pid, signum)
+        try:
+            out, err = server.process.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.communicate()
+            raise AssertionError(f"round {rounds}: no exit within 5 s after {signals}") from None
+        finally:
+            if sock is not None:
+                sock.close()
+        assert server.process.returncode == 0, (rounds, out, err)
+        assert "[INFO] Shutting down\n" in out.decode(), (rounds, out)
+        assert err == b"", (rounds, err)
+        rounds += 1
+    assert rounds >= 5

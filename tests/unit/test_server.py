@@ -159,6 +159,64 @@ def test_many_concurrent_clients() -> None:
         assert lines.count("[SEND] ACK sent to client") == 150
 
 
+def test_listen_backlog_reaches_listen(monkeypatch: pytest.MonkeyPatch) -> None:
+    from securemsg import net, server
+    from securemsg.config import parse_server_args
+    from securemsg.log import Logger
+    from securemsg.session import SessionFactory
+    from unit_support import Capture
+
+    backlogs: list[int] = []
+    real_listen = net.listen
+
+    def recording_listen(host: str, port: int, backlog: int = 0) -> socket.socket:
+        backlogs.append(backlog)
+        return real_listen(host, port, backlog)
+
+    monkeypatch.setattr(server.net, "listen", recording_listen)
+    config = parse_server_args(["--port", "0", "--bind", "127.0.0.1"])
+    capture = Capture()
+    instance = server.SecureMsgServer(
+        config, Logger(capture.out, capture.err, colour=False), SessionFactory.from_config(config)
+    )
+    instance.server_close()
+    assert backlogs == [server.LISTEN_BACKLOG] == [128]
+
+
+def test_64_clients_connecting_while_the_acceptor_is_busy_are_all_served() -> None:
+    """The kernel queues them all (backlog 128); with socketserver's 5 most would wait."""
+    from securemsg.config import parse_server_args
+    from securemsg.log import Logger
+    from securemsg.server import SecureMsgServer
+    from securemsg.session import SessionFactory
+    from unit_support import Capture
+
+    config = parse_server_args(["--port", "0", "--bind", "127.0.0.1"])
+    capture = Capture()
+    logger = Logger(capture.out, capture.err, colour=False)
+    server = SecureMsgServer(config, logger, SessionFactory.from_config(config))
+    port = server.server_address[1]
+    clients: list[socket.socket] = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    try:
+        # Nobody accepts yet: each connect completes only if the backlog has room.
+        for _ in range(64):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=0.5))
+        thread.start()
+        for n, sock in enumerate(clients):
+            sock.settimeout(10)
+            assert send_message(sock, b"%d" % n) == b"ACK: Received %d bytes" % len(b"%d" % n)
+        assert capture.errors() == []
+    finally:
+        for sock in clients:
+            sock.close()
+        if thread.is_alive():
+            server.stop()
+            thread.join(10)
+        else:  # shutdown() would wait for a serve_forever that never ran
+            server.server_close()
+
+
 # --- noise ----------------------------------------------------------------------
 
 PSK = bytes(range(32))
