@@ -5,7 +5,9 @@ Starts `c/server` and `python/server.py` on 127.0.0.1 with `--port 0`, runs
 `bench/loadgen` against each at several connection counts and message sizes
 (every run bounded in messages *and* seconds, every ACK checked), then measures
 raw XOR speed, noise-vs-xor ratios, handshakes per second and the cost of the
-seed's split-write bug, and checks the targets of issues 2 and 5.
+seed's split-write bug, and checks the targets of issues 2 and 5. Beside the
+64 B runs it measures this machine's loopback round-trip floor (`bench/rttfloor`:
+two bare threads, no server), so that the rt/s figures read as a share of it.
 
 Usage: python3 bench/bench.py [--quick] [--strict] [--json FILE] [--no-build]
 See bench/README.md for the columns and the targets.
@@ -35,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
 LOADGEN = BENCH_DIR / "loadgen"
 XORSPEED = BENCH_DIR / "xorspeed"
+RTTFLOOR = BENCH_DIR / "rttfloor"
 C_SERVER = ROOT / "c" / "server"
 PY_SERVER = ROOT / "python" / "server.py"
 PY_PACKAGE_DIR = ROOT / "python"
@@ -114,6 +117,7 @@ class Results:
     binary_payload: list[dict[str, object]] = field(default_factory=list)
     # server -> cipher -> rt/s of the alternated 64 B, 1-connection runs
     paired: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    floor: list[float] = field(default_factory=list)  # rttfloor rt/s, one per paired round
     xor_speed: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     load_average: list[float] = field(default_factory=list)  # 1-min, at start and end
@@ -269,6 +273,17 @@ def binary_payload_run(srv: RunningServer, key_file: Path, size: int, secs: floa
 
 
 # --- XOR speed ---------------------------------------------------------------------------
+
+
+def loopback_floor(seconds: float) -> float:
+    """rt/s of bench/rttfloor: the most one connection's 64 B exchanges can reach here."""
+    done = subprocess.run(
+        [str(RTTFLOOR), "--duration", f"{seconds:g}"],
+        capture_output=True,
+        timeout=seconds + 30,
+        check=True,
+    )
+    return float(json.loads(done.stdout.decode().strip().splitlines()[-1])["rt_per_s"])
 
 
 def c_xor_speed(rounds: int) -> float:
@@ -436,6 +451,18 @@ def print_summary(results: Results, config: BenchConfig) -> None:
                 shown = ", ".join(fmt_num(v) for v in values)
                 median = fmt_num(statistics.median(values)) if values else "-"
                 print(f"  {server:<7} {cipher:<6} median {median:>8}   ({shown})")
+        if results.floor:
+            shown = ", ".join(fmt_num(v) for v in results.floor)
+            floor = statistics.median(results.floor)
+            print(f"  loopback floor median {fmt_num(floor):>8}   ({shown})   [bench/rttfloor]")
+            shares = [
+                f"{server} {cipher} {fmt_num(100 * statistics.median(values) / floor, 0)}%"
+                for server, by_cipher in results.paired.items()
+                for cipher, values in by_cipher.items()
+                if values
+            ]
+            if shares:
+                print(f"  share of the floor: {', '.join(shares)}")
 
     print()
     print("noise vs xor (same server, 1 connection; 64 B: medians of the alternated runs):")
@@ -516,6 +543,20 @@ def print_summary(results: Results, config: BenchConfig) -> None:
     for t in results.targets:
         shown = fmt_num(t.measured, 2 if t.unit == "x" else 0)
         print(f"  {t.verdict:<4}  {t.name:<38} {shown:>10} {t.unit:<4} (target >= {t.threshold:g})")
+    print_floor_note(results)
+
+
+def print_floor_note(results: Results) -> None:
+    """Say so when an rt/s target lies above what this machine's loopback allows."""
+    if not results.floor:
+        return
+    floor = statistics.median(results.floor)
+    above = [t.name for t in results.targets if t.unit == "rt/s" and t.threshold > floor]
+    if above:
+        print(
+            f"  note: the loopback floor here is {fmt_num(floor)} rt/s (bench/rttfloor, no server);"
+            f" no server can meet {' and '.join(above)} on this machine"
+        )
 
 
 def save_json(results: Results, config: BenchConfig, path: Path) -> None:
@@ -531,6 +572,7 @@ def save_json(results: Results, config: BenchConfig, path: Path) -> None:
         "binary_payload": results.binary_payload,
         "paired_64b_rt_per_s": results.paired,
         "xor_mb_per_s": results.xor_speed,
+        "loopback_floor_rt_per_s": results.floor,
         "skipped": results.skipped,
         "load_average": results.load_average,
         "cpus": os.cpu_count(),
@@ -564,8 +606,9 @@ def build() -> None:
 
 
 def require_loadgen() -> None:
-    if not LOADGEN.exists():
-        raise BenchError("bench/loadgen is not built (make -C bench)")
+    for tool in (LOADGEN, RTTFLOOR):
+        if not tool.exists():
+            raise BenchError(f"bench/{tool.name} is not built (make -C bench)")
 
 
 def server_available(server: str) -> bool:
@@ -624,6 +667,10 @@ def paired_runs(
                 srv.truncate_log()
                 if not run.get("errors"):
                     by_cipher[cipher].append(float(run["rt_per_s"]))
+            try:  # in the same rounds: the floor sees the same machine load
+                results.floor.append(loopback_floor(config.paired_seconds))
+            except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+                results.skipped.append(f"loopback floor: {exc}")
     results.paired[server] = by_cipher
 
 

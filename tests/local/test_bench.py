@@ -1,0 +1,77 @@
+"""The benchmark tools work: every ACK checked, every figure present (no timing asserted).
+
+Performance targets live in bench/bench.py, not here: timings on a shared machine are
+noisy. These tests only check that the tools measure what they say, on loopback, in
+short bounded runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built() -> None:
+    for directory in ("c", "bench"):
+        subprocess.run(["make", "-s", "-C", str(ROOT / directory)], check=True, timeout=240)
+
+
+def json_line(argv: list[str]) -> dict[str, object]:
+    done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
+def test_rttfloor_reports_round_trips() -> None:
+    result = json_line([str(BENCH / "rttfloor"), "--duration", "0.3"])
+    assert result["mode"] == "rttfloor"
+    assert (result["request_bytes"], result["reply_bytes"]) == (68, 25)
+    assert int(result["round_trips"]) > 0
+    assert float(result["rt_per_s"]) > 0
+
+
+@pytest.mark.parametrize("argv", [["--duration", "0"], ["--duration", "61"], ["x"]])
+def test_rttfloor_rejects_bad_usage(argv: list[str]) -> None:
+    done = subprocess.run([str(BENCH / "rttfloor"), *argv], capture_output=True, timeout=10)
+    assert done.returncode == 2
+    assert done.stdout == b""
+
+
+def test_loadgen_refuses_a_host_off_loopback() -> None:
+    done = subprocess.run([str(BENCH / "loadgen"), "--duration", "0.2", "192.0.2.1", "5000"],
+                          capture_output=True, timeout=10)
+    assert done.returncode == 2, done.stderr
+    assert b"loopback" in done.stderr
+
+
+def test_quick_bench_of_the_c_server_checks_every_ack(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench.py"), "--quick", "--no-build", "--servers", "c",
+         "--seconds", "0.2", "--json", str(out)],
+        capture_output=True, timeout=240, check=False,
+    )
+    text = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()
+    doc = json.loads(out.read_text())
+    runs = doc["runs"] + doc["handshakes"] + doc["split_writes"] + doc["binary_payload"]
+    assert {(r["cipher"], r["connections"], r["size"]) for r in doc["runs"]} == {
+        (cipher, conns, size) for cipher in ("xor", "noise") for conns in (1, 16)
+        for size in (64, 1 << 20)
+    }
+    assert all(r["errors"] == 0 and r["round_trips"] > 0 for r in runs), runs
+    assert doc["skipped"] == []
+    assert len(doc["loopback_floor_rt_per_s"]) == 3
+    assert all(t["verdict"] != "SKIP" for t in doc["targets"] if "Python server" not in t["name"])
+    assert "loopback floor median" in text and "share of the floor: c xor" in text
+    assert "Targets (issues 2 and 5" in text
