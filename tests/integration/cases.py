@@ -397,44 +397,43 @@ class OversizeFrame(ServerCase):
         return checker.result()
 
 
-class ByteAtATime(ServerCase):
+class RawExchangeCase(ServerCase):
+    """Frames from a raw socket, written in a way the client programs never write them;
+    every one must still get its ACK, in order, and its RECV line."""
+
+    MESSAGES: tuple[bytes, ...] = ()
+    SLOW = False  # one byte per TCP segment
+    ONE_WRITE = False  # every frame in a single write
+
+    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
+        with ctx.raw_peer(server) as peer:
+            obs.facts["raw_peer"] = peer.local_address if server.raw_peer_exact else None
+            obs.facts["acks"] = raw_exchange(peer, ctx, list(self.MESSAGES),
+                                             slow=self.SLOW, one_write=self.ONE_WRITE)
+
+    def check(self, obs: Observation) -> Result:
+        checker = Checker()
+        check_acks(checker, obs.facts["acks"], list(self.MESSAGES))
+        assert obs.server is not None
+        checker.server(obs.server, obs.cipher,
+                       [Conn(list(self.MESSAGES), peer=obs.facts["raw_peer"])])
+        return checker.result()
+
+
+class ByteAtATime(RawExchangeCase):
     name = "byte_at_a_time"
     timeout = 25.0
     description = "a frame written one byte per TCP segment"
     MESSAGES = (b"written one byte at a time", "ünïcödé ✓".encode())
-
-    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
-        with ctx.raw_peer(server) as peer:
-            obs.facts["raw_peer"] = peer.local_address if server.raw_peer_exact else None
-            obs.facts["acks"] = raw_exchange(peer, ctx, list(self.MESSAGES), slow=True)
-
-    def check(self, obs: Observation) -> Result:
-        checker = Checker()
-        check_acks(checker, obs.facts["acks"], list(self.MESSAGES))
-        assert obs.server is not None
-        checker.server(obs.server, obs.cipher,
-                       [Conn(list(self.MESSAGES), peer=obs.facts["raw_peer"])])
-        return checker.result()
+    SLOW = True
 
 
-class TwoFramesOneWrite(ServerCase):
+class TwoFramesOneWrite(RawExchangeCase):
     name = "two_frames_one_write"
     timeout = 20.0
     description = "two frames in one write: two RECV lines and two ACKs in order"
     MESSAGES = (b"first of two", b"second of two", b"")
-
-    def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
-        with ctx.raw_peer(server) as peer:
-            obs.facts["raw_peer"] = peer.local_address if server.raw_peer_exact else None
-            obs.facts["acks"] = raw_exchange(peer, ctx, list(self.MESSAGES), one_write=True)
-
-    def check(self, obs: Observation) -> Result:
-        checker = Checker()
-        check_acks(checker, obs.facts["acks"], list(self.MESSAGES))
-        assert obs.server is not None
-        checker.server(obs.server, obs.cipher,
-                       [Conn(list(self.MESSAGES), peer=obs.facts["raw_peer"])])
-        return checker.result()
+    ONE_WRITE = True
 
 
 class TruncatedFrame(ServerCase):
