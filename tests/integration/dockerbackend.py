@@ -121,6 +121,13 @@ def newest_source(root: Path) -> float:
 class DockerServer(Server):
     def __init__(self, backend: DockerBackend, cell: Cell, lang: str, container: Any,
                  argv: list[str], netns_of: Any = None) -> None:
+        self._init_state(backend, cell, lang, container, argv, netns_of)
+        # Follow stdout on one streaming connection instead of polling the logs: the
+        # cases wait for log lines, and polling loads the daemon under a parallel run.
+        threading.Thread(target=self._follow, name=f"logs-{container.name}", daemon=True).start()
+
+    def _init_state(self, backend: DockerBackend, cell: Cell, lang: str, container: Any,
+                    argv: list[str], netns_of: Any) -> None:
         self.backend = backend
         #: the container whose network namespace this server shares (None: its own)
         self.netns_of = netns_of
@@ -130,12 +137,9 @@ class DockerServer(Server):
         self.argv = argv
         self.started = time.monotonic()
         self.result: ProcResult | None = None
-        # Follow stdout on one streaming connection instead of polling the logs: the
-        # cases wait for log lines, and polling loads the daemon under a parallel run.
-        self._out = bytearray()
+        self._out = bytearray()  # stdout so far, as followed
         self._changed = threading.Condition()
         self._following = True
-        threading.Thread(target=self._follow, name=f"logs-{container.name}", daemon=True).start()
 
     def _follow(self) -> None:
         try:
@@ -229,18 +233,8 @@ class ExecServer(DockerServer):
 
     def __init__(self, backend: DockerBackend, cell: Cell, lang: str, holder: Any,
                  argv: list[str]) -> None:
-        self.backend = backend
-        self.netns_of = holder
-        self.cell = cell
-        self.lang = lang
-        self.container = holder
-        self.argv = argv
-        self.started = time.monotonic()
-        self.result: ProcResult | None = None
-        self._out = bytearray()
+        self._init_state(backend, cell, lang, holder, argv, holder)
         self._err = bytearray()
-        self._changed = threading.Condition()
-        self._following = True
         api = backend.client.api
         self.exec_id = api.exec_create(holder.id, argv, environment={"NO_COLOR": "1"})["Id"]
         self._handle, self._raw, early = backend._exec_start(self.exec_id)
