@@ -467,9 +467,9 @@ static int run(server_state *srv, const config *cfg)
     listen_fd = open_listener(cfg);
     if (listen_fd < 0)
         return 1;
-    log_line(LOG_INFO, "Cipher: %s", cfg->cipher == CONFIG_CIPHER_NOISE
-                                         ? SESSION_CIPHER_NAME_NOISE
-                                         : SESSION_CIPHER_NAME_XOR);
+    /* xor mode prints exactly the seed's lines; secure mode says so at once. */
+    if (cfg->cipher == CONFIG_CIPHER_NOISE)
+        log_line(LOG_INFO, "Cipher: %s", SESSION_CIPHER_NAME_NOISE);
     rc = accept_loop(srv, listen_fd);
     /* Announce the shutdown before the clients' disconnect lines, as Python does. */
     if (rc == 0)

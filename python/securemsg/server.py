@@ -246,7 +246,8 @@ def run(config: ServerConfig, console: Logger) -> int:
         console.error(f"Cannot listen on {where}: {exc.strerror}")
         return 1
     console.info(f"Listening on {server.listening_on}")
-    console.info(f"Cipher: {factory.description}")
+    if config.cipher == "noise":  # xor mode prints exactly the seed's lines
+        console.info(f"Cipher: {factory.description}")
 
     def serve() -> None:
         try:

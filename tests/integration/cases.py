@@ -845,8 +845,7 @@ class ShutdownWithClient(Case):
                        "'Shutting down' (in either order)")
         body = [line for line in out if line != "[INFO] Shutting down"]
         conn = Conn([self.MESSAGE], peer=peer)
-        expected = [re.compile(r"\[INFO\] Listening on " + protocol.PEER),
-                    protocol.cipher_line(obs.cipher),
+        expected = [*protocol.server_head(obs.cipher),
                     *expected_connection_lines(conn, obs.cipher)]
         checker.lines_equal("server", "stdout", body, expected)
         checker.lines_equal("server", "stderr", proc.err_lines, [])

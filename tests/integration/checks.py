@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from . import protocol
 from .backend import ProcResult
 
-Expected = str | re.Pattern[str]
+Expected = protocol.Expected
 MAX_SHOWN = 160
 
 
@@ -147,13 +147,13 @@ class Checker:
         """
         self.exit_code(proc, 0)
         out = proc.out_lines
-        head: list[Expected] = [re.compile(r"\[INFO\] Listening on " + protocol.PEER),
-                                protocol.cipher_line(cipher)]
-        self.lines_equal("server", "stdout", out[:2], head)
+        head = protocol.server_head(cipher)
+        self.lines_equal("server", "stdout", out[:len(head)], head)
         self.expect(bool(out) and out[-1] == "[INFO] Shutting down",
                     f"server stdout: last line {short(out[-1]) if out else None!r}, "
                     "expected '[INFO] Shutting down'")
-        body = out[2:-1] if out and out[-1] == "[INFO] Shutting down" else out[2:]
+        end = -1 if out and out[-1] == "[INFO] Shutting down" else len(out)
+        body = out[len(head):end]
         if ordered:
             expected = [line for conn in conns for line in expected_connection_lines(conn, cipher)]
             self.lines_equal("server", "stdout", body, expected)

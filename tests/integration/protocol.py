@@ -105,10 +105,22 @@ def escape(data: bytes) -> str:
     return "".join(out)
 
 
+#: a log line as a test expects it: the exact text, or a pattern it must match in full
+Expected = str | re.Pattern[str]
+
+
 # --- log lines (sections 6, 7, 8) ------------------------------------------------------
 
 def cipher_line(cipher: str) -> str:
-    return "[INFO] Cipher: xor" if cipher == "xor" else f"[INFO] Cipher: noise ({NOISE_PROTOCOL})"
+    """Printed at start-up by servers and clients in secure mode only (PROTOCOL.md 8)."""
+    assert cipher == "noise", cipher
+    return f"[INFO] Cipher: noise ({NOISE_PROTOCOL})"
+
+
+def server_head(cipher: str) -> list[Expected]:
+    """A server's first lines: as the seed's in xor mode, plus the cipher in secure mode."""
+    listening: list[Expected] = [re.compile(r"\[INFO\] Listening on " + PEER)]
+    return listening + ([cipher_line(cipher)] if cipher == "noise" else [])
 
 
 def recv_line(message: bytes) -> str:
@@ -123,7 +135,7 @@ def target(host: str, port: int) -> str:
 PEER = r"(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}"
 SERVER_STDOUT_PATTERNS = (
     re.compile(r"\[INFO\] Listening on " + PEER),
-    re.compile(r"\[INFO\] Cipher: (?:xor|noise \(" + NOISE_PROTOCOL + r"\))"),
+    re.compile(r"\[INFO\] Cipher: noise \(" + NOISE_PROTOCOL + r"\)"),
     re.compile(r"\[INFO\] Client connected: " + PEER),
     re.compile(r"\[INFO\] Handshake complete: " + PEER),
     re.compile(r"\[RECV\] Plaintext: .*"),
