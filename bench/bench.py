@@ -5,9 +5,11 @@ Starts `c/server` and `python/server.py` on 127.0.0.1 with `--port 0`, runs
 `bench/loadgen` against each at several connection counts and message sizes
 (every run bounded in messages *and* seconds, every ACK checked), then measures
 raw XOR speed, noise-vs-xor ratios, handshakes per second and the cost of the
-seed's split-write bug, and checks the targets of issues 2 and 5. Beside the
-64 B runs it measures this machine's loopback round-trip floor (`bench/rttfloor`:
-two bare threads, no server), so that the rt/s figures read as a share of it.
+seed's split-write bug, and checks the targets of issues 2 and 5. The 64 B,
+1-connection runs behind the rt/s targets run in two placements -- wherever the
+scheduler puts server and load client, and both on one CPU -- each beside a bare
+loopback exchange (`bench/rttfloor`, no server) as a reference: on a virtual
+machine a wake-up across CPUs can cost more than everything a server does.
 
 Usage: python3 bench/bench.py [--quick] [--strict] [--json FILE] [--no-build]
 See bench/README.md for the columns and the targets.
@@ -22,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import statistics
 import subprocess
@@ -38,6 +41,9 @@ BENCH_DIR = ROOT / "bench"
 LOADGEN = BENCH_DIR / "loadgen"
 XORSPEED = BENCH_DIR / "xorspeed"
 RTTFLOOR = BENCH_DIR / "rttfloor"
+# Where the 64 B, 1-connection runs put server, load client and reference:
+# "any": where the scheduler likes; "one-cpu": all on CPU 0 (`taskset -c 0`).
+PLACEMENTS = ("any", "one-cpu")
 C_SERVER = ROOT / "c" / "server"
 PY_SERVER = ROOT / "python" / "server.py"
 PY_PACKAGE_DIR = ROOT / "python"
@@ -115,9 +121,10 @@ class Results:
     handshakes: list[dict[str, object]] = field(default_factory=list)
     split_writes: list[dict[str, object]] = field(default_factory=list)
     binary_payload: list[dict[str, object]] = field(default_factory=list)
-    # server -> cipher -> rt/s of the alternated 64 B, 1-connection runs
-    paired: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    floor: list[float] = field(default_factory=list)  # rttfloor rt/s, one per paired round
+    # placement -> server -> cipher -> rt/s of the alternated 64 B, 1-connection runs
+    paired: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
+    # placement -> rt/s of bench/rttfloor, one per alternation round
+    floor: dict[str, list[float]] = field(default_factory=dict)
     xor_speed: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     load_average: list[float] = field(default_factory=list)  # 1-min, at start and end
@@ -166,7 +173,7 @@ def wait_for_port(process: subprocess.Popen[bytes], stdout_path: Path) -> int:
 
 @contextmanager
 def running_server(
-    server: str, cipher: str, workdir: Path, key_file: Path
+    server: str, cipher: str, workdir: Path, key_file: Path, prefix: tuple[str, ...] = ()
 ) -> Iterator[RunningServer]:
     sequence = next(SERVER_SEQUENCE)
     stdout_path = workdir / f"{server}-{cipher}-{sequence}.out"
@@ -175,7 +182,7 @@ def running_server(
     # Append mode, so that truncate_log() between runs leaves no sparse hole behind.
     with stdout_path.open("ab") as out, stderr_path.open("ab") as err:
         process = subprocess.Popen(
-            server_command(server, cipher, key_file),
+            [*prefix, *server_command(server, cipher, key_file)],  # taskset execs: same PID
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -212,8 +219,11 @@ def messages_for(size: int, connections: int) -> int:
     return max(4, min(MAX_MESSAGES_PER_CONNECTION, per_connection))
 
 
-def run_loadgen(port: int, cipher: str, key_file: Path, args: list[str], seconds: float) -> dict:
-    command = [str(LOADGEN), "--cipher", cipher, "--duration", f"{seconds:g}", *args]
+def run_loadgen(
+    port: int, cipher: str, key_file: Path, args: list[str], seconds: float,
+    prefix: tuple[str, ...] = (),
+) -> dict:
+    command = [*prefix, str(LOADGEN), "--cipher", cipher, "--duration", f"{seconds:g}", *args]
     if cipher == "noise":
         command += ["--key-file", str(key_file)]
     command += ["127.0.0.1", str(port)]
@@ -275,10 +285,15 @@ def binary_payload_run(srv: RunningServer, key_file: Path, size: int, secs: floa
 # --- XOR speed ---------------------------------------------------------------------------
 
 
-def loopback_floor(seconds: float) -> float:
-    """rt/s of bench/rttfloor: the most one connection's 64 B exchanges can reach here."""
+def placement_prefix(placement: str) -> list[str]:
+    """The command prefix that puts a program where ``placement`` says."""
+    return ["taskset", "-c", "0"] if placement == "one-cpu" else []
+
+
+def loopback_floor(seconds: float, placement: str) -> float:
+    """rt/s of bench/rttfloor: a 64 B exchange's bytes between two bare threads."""
     done = subprocess.run(
-        [str(RTTFLOOR), "--duration", f"{seconds:g}"],
+        [*placement_prefix(placement), str(RTTFLOOR), "--duration", f"{seconds:g}"],
         capture_output=True,
         timeout=seconds + 30,
         check=True,
@@ -413,24 +428,34 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
-def paired_median(results: Results, server: str, cipher: str) -> float | None:
-    """Median rt/s of the alternated runs; the table's single run if there are none."""
-    values = results.paired.get(server, {}).get(cipher, [])
+def paired_median(
+    results: Results, server: str, cipher: str, placement: str = "any"
+) -> float | None:
+    """Median rt/s of the alternated runs; for "any", the table's run if there are none."""
+    values = results.paired.get(placement, {}).get(server, {}).get(cipher, [])
     if values:
         return statistics.median(values)
+    if placement != "any":
+        return None
     return metric(find_run(results, server, cipher, 1, 64), "rt_per_s")
 
 
 def compute_targets(results: Results) -> list[Target]:
-    c_xor_64 = paired_median(results, "c", "xor")
-    py_xor_64 = paired_median(results, "python", "xor")
-    c_noise_64 = paired_median(results, "c", "noise")
+    targets = []
+    for placement in PLACEMENTS:
+        c_xor_64 = paired_median(results, "c", "xor", placement)
+        py_xor_64 = paired_median(results, "python", "xor", placement)
+        c_noise_64 = paired_median(results, "c", "noise", placement)
+        where = f"[{placement}]"
+        targets += [
+            Target(f"C server xor, 64 B, 1 conn {where}", c_xor_64, 50_000, "rt/s"),
+            Target(f"Python server xor, 64 B, 1 conn {where}", py_xor_64, 15_000, "rt/s"),
+            Target(f"C noise / C xor rt/s {where}", ratio(c_noise_64, c_xor_64), 0.5, "x"),
+        ]
     return [
-        Target("C server xor, 64 B, 1 conn", c_xor_64, 50_000, "rt/s"),
-        Target("Python server xor, 64 B, 1 conn", py_xor_64, 15_000, "rt/s"),
+        *targets,
         Target("C XOR of 1 MiB", results.xor_speed.get("c"), 1000, "MB/s"),
         Target("Python XOR of 1 MiB", results.xor_speed.get("python"), 200, "MB/s"),
-        Target("C noise / C xor rt/s (64 B, 1 conn)", ratio(c_noise_64, c_xor_64), 0.5, "x"),
     ]
 
 
@@ -440,32 +465,11 @@ def print_summary(results: Results, config: BenchConfig) -> None:
     for label, speed in results.xor_speed.items():
         print(f"  {label:<17} {fmt_num(speed, 0):>8} MB/s")
 
-    if results.paired:
-        print()
-        print(
-            f"64 B, 1 connection, xor and noise runs alternated {config.paired_rounds} times "
-            f"({config.paired_seconds:g} s each), rt/s:"
-        )
-        for server, by_cipher in results.paired.items():
-            for cipher, values in by_cipher.items():
-                shown = ", ".join(fmt_num(v) for v in values)
-                median = fmt_num(statistics.median(values)) if values else "-"
-                print(f"  {server:<7} {cipher:<6} median {median:>8}   ({shown})")
-        if results.floor:
-            shown = ", ".join(fmt_num(v) for v in results.floor)
-            floor = statistics.median(results.floor)
-            print(f"  loopback floor median {fmt_num(floor):>8}   ({shown})   [bench/rttfloor]")
-            shares = [
-                f"{server} {cipher} {fmt_num(100 * statistics.median(values) / floor, 0)}%"
-                for server, by_cipher in results.paired.items()
-                for cipher, values in by_cipher.items()
-                if values
-            ]
-            if shares:
-                print(f"  share of the floor: {', '.join(shares)}")
+    for placement, by_server in results.paired.items():
+        print_paired(placement, by_server, results.floor.get(placement, []), config)
 
     print()
-    print("noise vs xor (same server, 1 connection; 64 B: medians of the alternated runs):")
+    print("noise vs xor (same server, 1 connection; 64 B: medians of the [any] alternated runs):")
     big = MiB if MiB in config.sizes else max(config.sizes)
     for server in config.servers:
         rt = ratio(paired_median(results, server, "noise"), paired_median(results, server, "xor"))
@@ -542,21 +546,48 @@ def print_summary(results: Results, config: BenchConfig) -> None:
     print("Targets (issues 2 and 5; a shared 2-core machine: server and loadgen compete):")
     for t in results.targets:
         shown = fmt_num(t.measured, 2 if t.unit == "x" else 0)
-        print(f"  {t.verdict:<4}  {t.name:<38} {shown:>10} {t.unit:<4} (target >= {t.threshold:g})")
-    print_floor_note(results)
+        print(f"  {t.verdict:<4}  {t.name:<44} {shown:>10} {t.unit:<4} (target >= {t.threshold:g})")
+    for placement, values in results.floor.items():
+        if values:
+            print(f"  [{placement}]: bare loopback reference (bench/rttfloor, no server) "
+                  f"{fmt_num(statistics.median(values))} rt/s")
 
 
-def print_floor_note(results: Results) -> None:
-    """Say so when an rt/s target lies above what this machine's loopback allows."""
-    if not results.floor:
+PLACEMENT_TITLES = {
+    "any": "server and loadgen where the scheduler puts them",
+    "one-cpu": "server, loadgen and reference all on CPU 0 (taskset -c 0)",
+}
+
+
+def print_paired(
+    placement: str, by_server: dict[str, dict[str, list[float]]], floor: list[float],
+    config: BenchConfig,
+) -> None:
+    """One placement's alternated runs, and each median as a share of the reference."""
+    print()
+    print(
+        f"64 B, 1 connection, [{placement}] {PLACEMENT_TITLES[placement]}; xor and noise "
+        f"alternated {config.paired_rounds} times ({config.paired_seconds:g} s each), rt/s:"
+    )
+    for server, by_cipher in by_server.items():
+        for cipher, values in by_cipher.items():
+            shown = ", ".join(fmt_num(v) for v in values)
+            median = fmt_num(statistics.median(values)) if values else "-"
+            print(f"  {server:<7} {cipher:<6} median {median:>8}   ({shown})")
+    if not floor:
         return
-    floor = statistics.median(results.floor)
-    above = [t.name for t in results.targets if t.unit == "rt/s" and t.threshold > floor]
-    if above:
-        print(
-            f"  note: the loopback floor here is {fmt_num(floor)} rt/s (bench/rttfloor, no server);"
-            f" no server can meet {' and '.join(above)} on this machine"
-        )
+    reference = statistics.median(floor)
+    shown = ", ".join(fmt_num(v) for v in floor)
+    print(f"  bare loopback reference median {fmt_num(reference):>8}   ({shown})   "
+          "[bench/rttfloor]")
+    shares = [
+        f"{server} {cipher} {fmt_num(100 * statistics.median(values) / reference, 0)}%"
+        for server, by_cipher in by_server.items()
+        for cipher, values in by_cipher.items()
+        if values
+    ]
+    if shares:
+        print(f"  as a share of the reference: {', '.join(shares)}")
 
 
 def save_json(results: Results, config: BenchConfig, path: Path) -> None:
@@ -572,7 +603,7 @@ def save_json(results: Results, config: BenchConfig, path: Path) -> None:
         "binary_payload": results.binary_payload,
         "paired_64b_rt_per_s": results.paired,
         "xor_mb_per_s": results.xor_speed,
-        "loopback_floor_rt_per_s": results.floor,
+        "loopback_reference_rt_per_s": results.floor,
         "skipped": results.skipped,
         "load_average": results.load_average,
         "cpus": os.cpu_count(),
@@ -646,32 +677,44 @@ def bench_server(
 
 
 def paired_runs(
-    server: str, config: BenchConfig, workdir: Path, key_file: Path, results: Results
+    server: str, placement: str, config: BenchConfig, workdir: Path, key_file: Path,
+    results: Results,
 ) -> None:
-    """xor and noise servers side by side, 64 B runs alternated: both ciphers see the
-    same machine load, so their ratio (and the rt/s targets) are less noisy."""
+    """xor and noise servers side by side, 64 B runs alternated with the bare loopback
+    reference: all three see the same machine load, so their ratios are less noisy."""
     ciphers = [c for c in ("xor", "noise") if c in config.ciphers]
     by_cipher: dict[str, list[float]] = {c: [] for c in ciphers}
+    prefix = tuple(placement_prefix(placement))
+    floor = results.floor.setdefault(placement, [])
     with contextlib.ExitStack() as stack:
         servers = {
-            c: stack.enter_context(running_server(server, c, workdir, key_file)) for c in ciphers
+            c: stack.enter_context(running_server(server, c, workdir, key_file, prefix))
+            for c in ciphers
         }
         for _ in range(config.paired_rounds):
             for cipher, srv in servers.items():
                 args = ["--connections", "1", "--size", "64", "--messages", "1000000"]
                 try:
-                    run = run_loadgen(srv.port, cipher, key_file, args, config.paired_seconds)
+                    run = run_loadgen(srv.port, cipher, key_file, args, config.paired_seconds,
+                                      prefix)
                 except LoadgenError as exc:
-                    results.skipped.append(f"{server}/{cipher} paired run: {exc}")
+                    results.skipped.append(f"{server}/{cipher} [{placement}] paired run: {exc}")
                     continue
                 srv.truncate_log()
                 if not run.get("errors"):
                     by_cipher[cipher].append(float(run["rt_per_s"]))
-            try:  # in the same rounds: the floor sees the same machine load
-                results.floor.append(loopback_floor(config.paired_seconds))
+            try:
+                floor.append(loopback_floor(config.paired_seconds, placement))
             except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
-                results.skipped.append(f"loopback floor: {exc}")
-    results.paired[server] = by_cipher
+                results.skipped.append(f"loopback reference [{placement}]: {exc}")
+    results.paired.setdefault(placement, {})[server] = by_cipher
+
+
+def placements() -> tuple[str, ...]:
+    """Both placements where they differ: more than one CPU, and taskset present."""
+    if (os.cpu_count() or 1) > 1 and shutil.which("taskset") is not None:
+        return PLACEMENTS
+    return ("any",)
 
 
 def run_all(config: BenchConfig) -> Results:
@@ -691,12 +734,13 @@ def run_all(config: BenchConfig) -> Results:
                     bench_server(server, cipher, config, workdir, key_file, results)
                 except BenchError as exc:
                     results.skipped.append(f"{server}/{cipher}: {exc}")
-            if config.paired_rounds > 0:
-                print(f"alternating xor/noise on {server} ...", file=sys.stderr, flush=True)
+            for placement in placements() if config.paired_rounds > 0 else ():
+                print(f"alternating xor/noise on {server} [{placement}] ...", file=sys.stderr,
+                      flush=True)
                 try:
-                    paired_runs(server, config, workdir, key_file, results)
+                    paired_runs(server, placement, config, workdir, key_file, results)
                 except BenchError as exc:
-                    results.skipped.append(f"{server} paired runs: {exc}")
+                    results.skipped.append(f"{server} [{placement}] paired runs: {exc}")
     measures = [("c", lambda: c_xor_speed(config.xor_rounds))]
     for label, how in PY_XOR_VARIANTS:
         measures.append((label, lambda how=how: python_xor_speed(how, config.xor_rounds)))

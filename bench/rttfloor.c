@@ -4,7 +4,7 @@
  * connection costs at least two TCP sends and two wake-ups, whatever the
  * server does; on a virtual machine that alone can be tens of microseconds.
  * This probe measures that floor with the byte counts of a 64 B securemsg
- * exchange (a 68-byte frame out, a 25-byte ACK frame back) between two
+ * exchange (a 68-byte frame out, a 26-byte ACK frame back) between two
  * threads that do nothing else: no cipher, no log, no allocation. The
  * benchmark runs it beside the servers and reports each server's rt/s as a
  * share of it. Output: one JSON line, as loadgen's.
@@ -25,7 +25,7 @@
 #include "net.h"
 
 #define RTTFLOOR_REQUEST 68 /* 4-byte length + 64 bytes */
-#define RTTFLOOR_REPLY 25   /* 4-byte length + "ACK: Received 64 bytes" */
+#define RTTFLOOR_REPLY 26   /* 4-byte length + "ACK: Received 64 bytes" (22) */
 #define RTTFLOOR_MAX_ROUNDS 10000000L
 #define RTTFLOOR_MAX_SECONDS 60.0
 
