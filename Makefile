@@ -8,11 +8,15 @@ help:
 	@echo "make test       run every test: C unit (ASan+UBSan), lint, Python unit, local, Docker, demo"
 	@echo "make build      build the C programs (c/server, c/client)"
 	@echo "make images     build the base image (if missing) and the lab images"
+	@echo "make base-image only the base image (does nothing when it exists)"
 	@echo "make matrix     the client x server x case matrix alone (ARGS='-c c -s python -t single_message')"
 	@echo "make demo       the instructor demo (add ARGS=--no-pause for unattended runs)"
 	@echo "make bench      the benchmark table (ARGS=--quick for a short run)"
 	@echo "make lab-down   stop and remove the lab's containers and network"
 	@echo "make setup      install host packages (apt) and Python test tools (pip)"
+	@echo "make test-c     the C unit tests alone (ASan+UBSan)"
+	@echo "make lint       ruff over all Python code"
+	@echo "make clean      remove build outputs and results/"
 
 setup:
 	scripts/setup.sh

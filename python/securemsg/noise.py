@@ -77,6 +77,10 @@ def _nonce(n: int) -> bytes:
     return b"\x00\x00\x00\x00" + n.to_bytes(8, "little")
 
 
+#: PROTOCOL.md 8: the one reason given for any handshake that does not authenticate
+AUTH_FAILED = "authentication failed (wrong key, tampered message or other cipher)"
+
+
 def _public_bytes(private: X25519PrivateKey) -> bytes:
     return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
@@ -84,8 +88,9 @@ def _public_bytes(private: X25519PrivateKey) -> bytes:
 def _dh(private: X25519PrivateKey, public: bytes) -> bytes:
     try:
         return private.exchange(X25519PublicKey.from_public_bytes(public))
-    except ValueError as exc:  # a low-order point gives an all-zero secret: refused
-        raise HandshakeError("invalid ephemeral public key") from exc
+    except ValueError as exc:  # a low-order point gives an all-zero secret: refused,
+        # in the words c/noise.c uses for every handshake that fails to authenticate
+        raise HandshakeError(AUTH_FAILED) from exc
 
 
 class CipherState:
@@ -267,8 +272,8 @@ class HandshakeState:
             raise HandshakeError("message too short")
         try:
             return self._symmetric.decrypt_and_hash(ciphertext)
-        except DecryptError as exc:
-            raise HandshakeError(f"{exc} (wrong key, tampered message or other cipher)") from None
+        except DecryptError:
+            raise HandshakeError(AUTH_FAILED) from None
 
     # Each step is one token of the message pattern (spec section 7): "e", "ee", "psk".
     def _next_steps(self, sending: bool) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ ACKs out; finish: log the end). Protocol work happens in ``session`` and
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import signal
@@ -36,7 +37,7 @@ from .errors import (
     UsageError,
 )
 from .framing import NEED_MORE
-from .log import Logger
+from .log import Logger, escape_text
 from .session import HandshakeComplete, Message, SessionFactory, ack_text
 
 # Connections the kernel queues while the acceptor is busy (c/server.c uses the
@@ -88,6 +89,9 @@ class ClientHandler(socketserver.BaseRequestHandler):
                 self.server.console.error(describe_error(exc, self.peer))
 
     def finish(self) -> None:
+        # The slot first (as c/server.c): whoever reconnects on seeing this line
+        # must not be refused for a connection that is already over.
+        self.server.release_slot(self.request)
         self.server.console.info(f"Client disconnected: {self.peer}")
 
     def _serve(self) -> None:
@@ -109,9 +113,13 @@ class ClientHandler(socketserver.BaseRequestHandler):
                 if event is NEED_MORE:
                     break
                 if type(event) is Message:
-                    console.recv_plaintext(event.data)
+                    # The ACK first: logging (a 1 MiB line, a slow stdout) stays off
+                    # the round trip. RECV is written even when the send fails.
                     wire, _ = encode(ack_text(len(event.data)))
-                    send_all(sock, wire, idle)
+                    try:
+                        send_all(sock, wire, idle)
+                    finally:
+                        console.recv_plaintext(event.data)
                     console.send("ACK sent to client")
                 elif type(event) is HandshakeComplete:
                     send_all(sock, event.reply, idle)
@@ -121,8 +129,6 @@ class ClientHandler(socketserver.BaseRequestHandler):
 class SecureMsgServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     """Listens, enforces --max-clients, and shuts every connection down on stop."""
 
-    daemon_threads = False
-    block_on_close = True  # server_close() joins every client thread
     request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, config: ServerConfig, console: Logger, factory: SessionFactory) -> None:
@@ -131,6 +137,7 @@ class SecureMsgServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.factory = factory
         self.stopping = False
         self._clients: set[socket.socket] = set()
+        self._client_threads: set[threading.Thread] = set()  # started, not yet ended
         self._clients_lock = threading.Lock()
         super().__init__((config.bind, config.port), ClientHandler)
 
@@ -159,12 +166,48 @@ class SecureMsgServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             )
             self.shutdown_request(request)
             return
-        super().process_request(request, client_address)
+        self._start_thread(request, client_address)
 
-    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+    def _start_thread(self, request: socket.socket, client_address: tuple) -> None:
+        """ThreadingMixIn.process_request, but a thread that cannot start refuses the
+        client with one line (the mixin would keep it and fail to join it at stop)."""
+        thread = threading.Thread(
+            target=self._client_thread, args=(request, client_address), name="client"
+        )
+        with self._clients_lock:
+            self._client_threads.add(thread)
+        try:
+            thread.start()
+        except RuntimeError:  # "can't start new thread": pthread_create said EAGAIN
+            with self._clients_lock:
+                self._client_threads.discard(thread)
+            peer = net.format_peer(client_address)
+            self.console.error(f"Client refused: {peer}: {os.strerror(errno.EAGAIN)}")
+            self.shutdown_request(request)
+
+    def _client_thread(self, request: socket.socket, client_address: tuple) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._clients_lock:
+                self._client_threads.discard(threading.current_thread())
+
+    def release_slot(self, request: socket.socket) -> None:
+        """This connection no longer counts against --max-clients."""
         with self._clients_lock:
             self._clients.discard(request)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        self.release_slot(request)
         net.close_quietly(request)
+
+    def server_close(self) -> None:
+        """Close the listener and wait for every client thread."""
+        super().server_close()
+        with self._clients_lock:
+            threads = list(self._client_threads)
+        for thread in threads:
+            thread.join()
 
     def handle_error(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
         """A bug, not a protocol error: one line instead of a traceback."""
@@ -186,16 +229,18 @@ class SecureMsgServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 class ShutdownPipe:
     """The self-pipe of c/server.c: whoever wants the server stopped writes a byte.
 
-    A signal handler runs in the main thread between any two bytecodes, even
-    inside another handler, so it must take no lock: threading.Event.set()
-    takes one, and a second SIGTERM arriving inside the first one's set()
-    deadlocked. The handler only writes to a non-blocking pipe, and the main
-    thread sleeps in poll() on the read end. The pipe is never closed: a
-    signal may still arrive while the interpreter exits.
+    Signals reach it through ``signal.set_wakeup_fd``: the C-level handler,
+    in whichever thread the kernel picked, writes the signal's number to the
+    pipe, which wakes the main thread's poll(). A Python-level handler would
+    not do: it runs only in the main thread, between bytecodes, so a signal
+    delivered to a client thread left the main thread asleep in poll(); and
+    it may run inside another handler, so it must take no lock (a second
+    SIGTERM inside threading.Event.set() deadlocked). The pipe is never
+    closed: a signal may still arrive while the interpreter exits.
     """
 
-    SIGNAL = b"S"
-    ACCEPTOR_ENDED = b"A"
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    ACCEPTOR_ENDED = b"A"  # 65: above every signal number the server handles
 
     def __init__(self) -> None:
         self._read_fd, self._write_fd = os.pipe()
@@ -208,26 +253,37 @@ class ShutdownPipe:
             os.write(self._write_fd, reason)
 
     def install_signal_handlers(self) -> None:
-        # Closure variables, not module globals: the handler may run while Python exits.
-        write, fd, reason = os.write, self._write_fd, self.SIGNAL
-
-        def on_signal(_signum: int, _frame: FrameType | None) -> None:
-            try:  # noqa: SIM105 - contextlib is a module global
-                write(fd, reason)
-            except OSError:
-                pass  # pipe full: a wake-up is pending anyway
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+        """From the main thread: SIGINT and SIGTERM write their number to the pipe."""
+        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        for signum in self.SIGNALS:
+            signal.signal(signum, _ignore_signal)  # the wake-up byte is the whole effect
 
     def wait(self) -> bytes:
-        """Sleep until something was written; return the reasons written so far."""
+        """Sleep until something was written; return the bytes written so far."""
         poller = select.poll()
         poller.register(self._read_fd, select.POLLIN)
         while True:
-            poller.poll()  # after a signal, Python runs the handler and polls again
+            poller.poll()
             with contextlib.suppress(BlockingIOError):
                 return os.read(self._read_fd, 64)
+
+    def hold_late_signals(self) -> None:
+        """Keep further SIGINT/SIGTERM pending until the process exits.
+
+        While the interpreter exits it restores the default actions, so a late
+        signal (`timeout` sends SIGTERM twice) would turn exit 0 into death by
+        that signal. By now only the main thread is left: blocking them in it
+        blocks them for the process.
+        """
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+
+    @classmethod
+    def signalled(cls, reasons: bytes) -> bool:
+        return any(signum in reasons for signum in cls.SIGNALS)
+
+
+def _ignore_signal(_signum: int, _frame: FrameType | None) -> None:
+    """Replaces the default action (exit, or KeyboardInterrupt); the pipe has the byte."""
 
 
 def run(config: ServerConfig, console: Logger) -> int:
@@ -242,7 +298,7 @@ def run(config: ServerConfig, console: Logger) -> int:
     try:
         server = SecureMsgServer(config, console, factory)
     except (ListenError, ResolveError) as exc:
-        where = net.format_address(config.bind, config.port)
+        where = net.format_address(escape_text(config.bind), config.port)
         console.error(f"Cannot listen on {where}: {exc.strerror}")
         return 1
     console.info(f"Listening on {server.listening_on}")
@@ -259,11 +315,12 @@ def run(config: ServerConfig, console: Logger) -> int:
 
     acceptor = threading.Thread(target=serve, name="accept")
     acceptor.start()
-    signalled = ShutdownPipe.SIGNAL in wakeup.wait()
+    signalled = ShutdownPipe.signalled(wakeup.wait())
     if signalled:
         console.info("Shutting down")  # before the clients' disconnect lines
     server.stop()
     acceptor.join()
+    wakeup.hold_late_signals()
     return 0 if signalled else 1
 
 

@@ -84,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         "relay of the demo's own, or auto (default): tcpdump when it starts, else the relay",
     )
     parser.add_argument(
-        "--save-pcap", type=Path, metavar="PATH", help="also write step 6's pcap here (Wireshark)"
+        "--save-pcap",
+        type=Path,
+        metavar="PATH",
+        help="also write step 6's pcap here (Wireshark), and step 8's as PATH with -noise "
+        "before its suffix (needs tcpdump capture)",
     )
     return parser
 
@@ -124,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.key:
         print("demo.py: the key must not be empty", file=sys.stderr)
+        return 2
+    if args.save_pcap and args.capture == "relay":
+        print("demo.py: --save-pcap needs tcpdump: the relay records frames, not packets",
+              file=sys.stderr)
         return 2
     console = Console(pause=not args.no_pause)
     janitor = Janitor()

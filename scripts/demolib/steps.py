@@ -306,8 +306,14 @@ def run_capture(
             demo.type_line(f"{LANGS[lang]} client", client, message)
         client.close()
     if demo.save_pcap and capture.pcap_bytes:
-        demo.save_pcap.write_bytes(capture.pcap_bytes)
-        demo.console.note(f"pcap saved to {demo.save_pcap} (open it in Wireshark)")
+        path = demo.save_pcap  # step 6's; step 8's beside it, so that neither overwrites
+        if cipher != "xor":
+            path = path.with_name(f"{path.stem}-{cipher}{path.suffix}")
+        path.write_bytes(capture.pcap_bytes)
+        demo.console.note(f"pcap saved to {path} (open it in Wireshark)")
+    elif demo.save_pcap:
+        demo.console.note("no pcap saved: the relay records frames, not packets "
+                          "(--capture tcpdump writes one)")
     return capture
 
 
@@ -566,7 +572,7 @@ STEPS = (
     ),
     Step(
         "On the wire",
-        "tcpdump records one session; we parse the pcap and print every frame.",
+        "We record one session (tcpdump, or else the demo's own relay) and print every frame.",
         step_wire,
     ),
     Step(

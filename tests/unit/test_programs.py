@@ -107,6 +107,22 @@ def test_cannot_listen_exit_1() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("bind", "shown"),
+    [(b"a\nb", "a\\nb"), (b"\x1b[31mX", "\\x1b[31mX"), (b"\xff", "\\xff")],
+    ids=["newline", "escape", "invalid-utf8"],
+)
+def test_unusable_bind_address_is_one_escaped_line(bind: bytes, shown: str) -> None:
+    result = subprocess.run(
+        [sys.executable, SERVER, "--bind", bind, "0"],  # type: ignore[list-item]
+        capture_output=True, timeout=30, env=environment(), check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"[ERROR] Cannot listen on {shown}:0: "), lines
+
+
 def test_conversation_then_sigterm() -> None:
     server = ServerProcess()
     try:

@@ -111,6 +111,70 @@ def test_max_clients_refuses_the_next_one() -> None:
             assert send_message(third, b"") == b"ACK: Received 0 bytes"
 
 
+def test_slot_is_free_when_the_disconnect_line_appears() -> None:
+    """Who reconnects on seeing the line must not be refused (--max-clients 1)."""
+    with running_server("--max-clients", "1") as (server, capture):
+        seen: list[int] = []
+        real_info = server.console.info
+
+        def info(text: str) -> None:
+            if text.startswith("Client disconnected: "):
+                seen.append(len(server._clients))
+            real_info(text)
+
+        server.console.info = info  # type: ignore[method-assign]
+        with connect(server.server_address[1]) as sock:
+            send_message(sock, b"one")
+        capture.wait_for(lambda: bool(seen))
+        assert seen == [0]
+
+
+def test_ack_leaves_before_the_log_lines() -> None:
+    """A stalled log (stdout a full pipe) must not hold the ACK back."""
+    with running_server() as (server, capture):
+        release = threading.Event()
+        real_recv = server.console.recv_plaintext
+
+        def stalled_recv(data: bytes) -> None:
+            release.wait(10)
+            real_recv(data)
+
+        server.console.recv_plaintext = stalled_recv  # type: ignore[method-assign]
+        try:
+            with connect(server.server_address[1]) as sock:
+                sock.settimeout(5)
+                assert send_message(sock, b"fast") == b"ACK: Received 4 bytes"
+                assert "[RECV] Plaintext: fast" not in capture.lines()
+        finally:
+            release.set()
+        capture.wait_line("[SEND] ACK sent to client")
+        assert capture.lines()[-3:-1] == ["[RECV] Plaintext: fast", "[SEND] ACK sent to client"]
+
+
+def test_a_thread_that_cannot_start_refuses_that_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_start = threading.Thread.start
+    failures = [1]  # the first client thread fails, as with RLIMIT_NPROC reached
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "client" and failures:
+            failures.pop()
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    with running_server() as (server, capture):
+        monkeypatch.setattr(threading.Thread, "start", start)
+        port = server.server_address[1]
+        with connect(port) as refused:
+            peer = peer_of(refused)
+            assert wait_closed(refused)
+        capture.wait_line(f"[ERROR] Client refused: {peer}: Resource temporarily unavailable")
+        with connect(port) as served:
+            assert send_message(served, b"next") == b"ACK: Received 4 bytes"
+        assert len(server._clients) == 1
+    # stop() joined every started thread and no other: no error, no traceback
+    assert capture.errors() == [f"[ERROR] Client refused: {peer}: Resource temporarily unavailable"]
+
+
 def test_idle_timeout() -> None:
     with running_server("--idle-timeout", "1") as (server, capture):
         with connect(server.server_address[1]) as sock:
