@@ -179,6 +179,18 @@ static int interactive(client *c)
     return rc;
 }
 
+/* A socket we cannot configure is as unusable as one that never connected,
+ * so it fails with the connect line. */
+static int apply_timeouts(client *c)
+{
+    if (net_set_timeouts(c->fd, c->cfg->idle_timeout) == 0)
+        return 0;
+    log_line(LOG_ERROR, "Cannot connect to %s: %s", c->target, strerror(errno));
+    close(c->fd);
+    c->fd = -1;
+    return -1;
+}
+
 static int connect_to_server(client *c)
 {
     const config *cfg = c->cfg;
@@ -188,7 +200,7 @@ static int connect_to_server(client *c)
     c->fd = net_connect(cfg->host, cfg->port, (int)cfg->idle_timeout * 1000,
                         &gai_error);
     if (c->fd >= 0)
-        return net_set_timeouts(c->fd, cfg->idle_timeout) < 0 ? -1 : 0;
+        return apply_timeouts(c);
     if (gai_error != 0) {
         log_escape(quoted, sizeof quoted, (const uint8_t *)cfg->host,
                    strlen(cfg->host));

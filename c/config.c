@@ -154,6 +154,22 @@ static config_status unknown_option(const char *arg, int opt, char *err,
     return fail(err, cap, CONFIG_USAGE, "Unknown option: ", arg, len);
 }
 
+/* getopt's ':' (a value-taking option last on the line). getopt_long leaves
+ * the long index unset here, so the abbreviation check is made on the word
+ * typed, argv[optind - 1]: "--messag" is an unknown option, not "--message". */
+static config_status missing_value(const struct option *opts, char **argv,
+                                   char *err, size_t cap)
+{
+    const char *name = option_name(opts, optopt);
+    const char *word = optind > 0 ? argv[optind - 1] : NULL;
+    char prefix[64];
+
+    if (word == NULL || strncmp(word, "--", 2) != 0 || strcmp(word + 2, name) != 0)
+        return unknown_option(word, 0, err, cap);
+    snprintf(prefix, sizeof prefix, "Missing value for --%s", name);
+    return usage_error(err, cap, prefix, NULL);
+}
+
 static config_status parse_option(config *cfg, option_values *ov, int c,
                                   char *err, size_t cap)
 {
@@ -353,8 +369,8 @@ static config_status resolve_key(config *cfg, const option_values *ov,
     else
         rc = set_key(cfg, CONFIG_DEFAULT_KEY, strlen(CONFIG_DEFAULT_KEY),
                      CONFIG_KEY_DEFAULT);
-    if (rc < 0)
-        return usage_error(err, cap, "Out of memory", NULL);
+    if (rc < 0) /* the system's failure, not the user's: no usage text */
+        return fail(err, cap, CONFIG_RUNTIME, "Out of memory", NULL, 0);
     if (st != CONFIG_OK)
         return st;
     if (cfg->key_len == 0)
@@ -404,13 +420,8 @@ config_status config_parse(config *cfg, config_program program, int argc,
             return unknown_option(word, 0, err, err_cap);
         if (c == 'h')
             return CONFIG_HELP;
-        if (c == ':') {
-            char prefix[64];
-
-            snprintf(prefix, sizeof prefix, "Missing value for --%s",
-                     option_name(opts, optopt));
-            return usage_error(err, err_cap, prefix, NULL);
-        }
+        if (c == ':')
+            return missing_value(opts, argv, err, err_cap);
         if (c == '?')
             return unknown_option(optind > 0 ? argv[optind - 1] : NULL, optopt,
                                   err, err_cap);

@@ -7,6 +7,7 @@
  */
 #include "crypto.h"
 
+#include <sodium.h>
 #include <string.h>
 
 #define CRYPTO_PAD_MAX 4096
@@ -54,4 +55,6 @@ void crypto_xor_apply(uint8_t *out, const uint8_t *in, size_t len,
         step = len - done < pad_len ? len - done : pad_len;
         xor_block(out + done, in + done, pad, step);
     }
+    if (pad == pad_buf) /* copies of the key must not outlive the call */
+        sodium_memzero(pad_buf, pad_len);
 }

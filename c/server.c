@@ -106,12 +106,24 @@ static void report_session_error(const client_conn *c, const session *s)
     }
 }
 
+/* A send blocked for the idle timeout is reported as one (PROTOCOL.md 7);
+ * net_write_all turns the SO_SNDTIMEO expiry into ETIMEDOUT. */
+static void report_send_error(const client_conn *c, int err)
+{
+    if (atomic_load(&c->srv->stopping))
+        return; /* shutdown cuts connections on purpose */
+    if (err == ETIMEDOUT)
+        log_line(LOG_ERROR, "Idle timeout for %s after %u s", c->peer,
+                 c->srv->cfg->idle_timeout);
+    else
+        log_line(LOG_ERROR, "Send to %s failed: %s", c->peer, strerror(err));
+}
+
 static int send_bytes(const client_conn *c, const uint8_t *buf, size_t len)
 {
     if (net_write_all(c->fd, buf, len) == 0)
         return 0;
-    if (!atomic_load(&c->srv->stopping))
-        log_line(LOG_ERROR, "Send to %s failed: %s", c->peer, strerror(errno));
+    report_send_error(c, errno);
     return -1;
 }
 
@@ -136,8 +148,7 @@ static int answer_message(const client_conn *c, session *s)
         send_errno = errno;
     log_bytes(LOG_RECV, "Plaintext: ", msg, len);
     if (send_errno != 0) {
-        if (!atomic_load(&c->srv->stopping))
-            log_line(LOG_ERROR, "Send to %s failed: %s", c->peer, strerror(send_errno));
+        report_send_error(c, send_errno);
         return -1;
     }
     log_line(LOG_SEND, "ACK sent to client");

@@ -34,20 +34,54 @@ static session_event fail(session *s, session_error_kind kind,
     return SESSION_ERROR;
 }
 
+/* The capacity to grow to: doubling, so that repeated growth stays linear. */
+static size_t grown_size(size_t cap, size_t need)
+{
+    size_t want = cap > 0 ? cap : 64;
+
+    while (want < need)
+        want = want > SIZE_MAX / 2 ? need : want * 2;
+    return want;
+}
+
 /* Grows *buf to at least need bytes; the buffers are reused across messages,
- * so the hot path allocates nothing once they have reached their size. */
+ * so the hot path allocates nothing once they have reached their size. For
+ * wire bytes only: realloc frees the old block without wiping it. */
 static int reserve(uint8_t **buf, size_t *cap, size_t need)
 {
     uint8_t *grown;
-    size_t want = *cap > 0 ? *cap : 64;
+    size_t want;
 
     if (need <= *cap)
         return 0;
-    while (want < need)
-        want = want > SIZE_MAX / 2 ? need : want * 2;
+    want = grown_size(*cap, need);
     grown = realloc(*buf, want);
     if (grown == NULL)
         return -1;
+    *buf = grown;
+    *cap = want;
+    return 0;
+}
+
+/* reserve() for plaintext: keeps the first used bytes, and wipes the old
+ * block before freeing it so no copy of a message is left in the heap. */
+static int reserve_wiped(uint8_t **buf, size_t *cap, size_t used, size_t need)
+{
+    uint8_t *grown;
+    size_t want;
+
+    if (need <= *cap)
+        return 0;
+    want = grown_size(*cap, need);
+    grown = malloc(want);
+    if (grown == NULL)
+        return -1;
+    if (*buf != NULL) {
+        if (used > 0)
+            memcpy(grown, *buf, used);
+        sodium_memzero(*buf, *cap);
+        free(*buf);
+    }
     *buf = grown;
     *cap = want;
     return 0;
@@ -146,7 +180,7 @@ void session_pending(const session *s, size_t *header_bytes,
 
 static session_event xor_open(session *s, const uint8_t *payload, size_t len)
 {
-    if (reserve(&s->msg, &s->msg_cap, len) < 0)
+    if (reserve_wiped(&s->msg, &s->msg_cap, 0, len) < 0)
         return fail(s, SESSION_ERR_NO_MEMORY, "out of memory");
     crypto_xor_apply(s->msg, payload, len, s->key, s->key_len);
     s->msg_len = len;
@@ -244,7 +278,7 @@ static session_event noise_transport_frame(session *s, const uint8_t *payload,
         s->error.limit = s->max_message;
         return fail(s, SESSION_ERR_MESSAGE_TOO_LARGE, "message too large");
     }
-    if (reserve(&s->msg, &s->msg_cap, s->msg_len + data_len) < 0)
+    if (reserve_wiped(&s->msg, &s->msg_cap, s->msg_len, s->msg_len + data_len) < 0)
         return fail(s, SESSION_ERR_NO_MEMORY, "out of memory");
     if (data_len > 0)
         memcpy(s->msg + s->msg_len, s->chunk + 1, data_len);

@@ -1,4 +1,5 @@
 /* test_config.c - command lines of PROTOCOL.md section 5, good and bad. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,22 @@
 #include "config.h"
 
 #define MAX_ARGS 16
+
+/* Linked with -Wl,--wrap=malloc (see the Makefile): when malloc_countdown is
+ * n > 0, the modules' n-th malloc from now returns NULL. */
+static int malloc_countdown;
+
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size);
+
+void *__wrap_malloc(size_t size)
+{
+    if (malloc_countdown > 0 && --malloc_countdown == 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_malloc(size);
+}
 
 typedef struct {
     config cfg;
@@ -221,6 +238,20 @@ static void test_client_errors(void)
                  "1.5", "h", "1", NULL);
 }
 
+/* An option last on the line without its value: only the full name earns
+ * "Missing value"; an abbreviation is unknown, as everywhere else. */
+static void test_missing_value(void)
+{
+    expect_usage("Missing value for --message", C, "localhost", "1", "--message", NULL);
+    expect_usage("Unknown option: --messag", C, "localhost", "1", "--messag", NULL);
+    expect_usage("Unknown option: --m", C, "localhost", "1", "--m", NULL);
+    expect_usage("Missing value for --key", S, "1", "--key", NULL);
+    expect_usage("Unknown option: --key-f", S, "1", "--key-f", NULL);
+    expect_usage("Unknown option: --ke", S, "1", "--ke", NULL); /* ambiguous */
+    expect_usage("Missing value for --max-frame", S, "1", "--max-frame", NULL);
+    expect_usage("Unknown option: --max-f", S, "1", "--max-f", NULL);
+}
+
 static char key_path[64];
 
 static void write_key_file(const void *data, size_t len)
@@ -338,6 +369,50 @@ static void test_noise_refuses_default_key(void)
     done(&p);
 }
 
+/* Runs config_parse with the n-th malloc failing; expects a runtime error. */
+static void expect_oom(int nth, const char *want, config_program program, ...)
+{
+    parsed p;
+    va_list ap;
+
+    malloc_countdown = nth;
+    va_start(ap, program);
+    parse_v(&p, program, ap);
+    va_end(ap);
+    CHECK(malloc_countdown == 0); /* the failure was reached */
+    malloc_countdown = 0;
+    CHECK(p.status == CONFIG_RUNTIME);
+    if (strcmp(p.err, want) != 0) {
+        fprintf(stderr, "  got  \"%s\"\n  want \"%s\"\n", p.err, want);
+        CHECK(0);
+    }
+    CHECK(p.cfg.key == NULL);
+    done(&p);
+}
+
+/* Out of memory is the system's failure, not a usage error (exit 1, no
+ * usage text), whichever source the key came from. */
+static void test_out_of_memory(void)
+{
+    char path[64], want[128];
+    int fd;
+
+    expect_oom(1, "Out of memory", S, "--key", "k", "1", NULL);
+    expect_oom(1, "Out of memory", C, "h", "1", NULL); /* the default key */
+    setenv("SECUREMSG_KEY", "from-env", 1);
+    expect_oom(1, "Out of memory", S, "1", NULL);
+    unsetenv("SECUREMSG_KEY");
+
+    snprintf(path, sizeof path, "/tmp/securemsg-test-oom-XXXXXX");
+    fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, "secret\n", 7) == 7);
+    close(fd);
+    snprintf(want, sizeof want, "Cannot read key file %s: %s", path, strerror(ENOMEM));
+    expect_oom(1, want, S, "--key-file", path, "1", NULL); /* the file buffer */
+    expect_oom(2, want, S, "--key-file", path, "1", NULL); /* the key copy */
+    unlink(path);
+}
+
 static void test_usage_text(void)
 {
     static const char *const server_opts[] = {"--port", "--bind", "--key ",
@@ -368,9 +443,11 @@ int main(void)
     RUN_TEST(test_help);
     RUN_TEST(test_client_spellings);
     RUN_TEST(test_client_errors);
+    RUN_TEST(test_missing_value);
     RUN_TEST(test_key_file);
     RUN_TEST(test_key_precedence);
     RUN_TEST(test_noise_refuses_default_key);
+    RUN_TEST(test_out_of_memory);
     RUN_TEST(test_usage_text);
     return check_report("test_config");
 }

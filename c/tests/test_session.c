@@ -8,6 +8,25 @@
 #include "session.h"
 #include "vectors.h"
 
+/* Linked with -Wl,--wrap=free (see the Makefile): when the block `watched`
+ * is freed, records whether it had been wiped first. */
+static const uint8_t *watched;
+static size_t watched_len;
+static int watched_freed, watched_wiped;
+
+void __real_free(void *p);
+void __wrap_free(void *p);
+
+void __wrap_free(void *p)
+{
+    if (p != NULL && p == watched) {
+        watched_freed = 1;
+        watched_wiped = sodium_is_zero(watched, watched_len);
+        watched = NULL;
+    }
+    __real_free(p);
+}
+
 /* Feeds all of data (stopping at an error); returns the last event other
  * than NEED_MORE (or NEED_MORE) and how many events of the kind `count`. */
 static session_event feed_all(session *s, const uint8_t *data, size_t len,
@@ -566,6 +585,88 @@ static void test_psk_from_key(void)
     CHECK_BYTES(psk, 32, raw, 32);
 }
 
+/* ---- growth of the message buffer ------------------------------------- */
+
+static void fill_pattern(uint8_t *buf, size_t len, unsigned seed)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        buf[i] = (uint8_t)((i * 31u + seed) ^ (i >> 8));
+}
+
+/* Messages of rising size, each received into a bigger buffer, arrive
+ * intact; a noise message of several chunks grows the buffer while it is
+ * being reassembled, so the bytes already there must survive the move. */
+static void expect_growth_keeps_content(session *from, session *to)
+{
+    static const size_t sizes[] = {10, 100, 1000, 70000, 300000, 5};
+    const uint8_t *msg;
+    uint8_t *want = malloc(300000);
+    size_t i, len;
+
+    CHECK(want != NULL);
+    for (i = 0; want != NULL && i < sizeof sizes / sizeof sizes[0]; i++) {
+        fill_pattern(want, sizes[i], (unsigned)i);
+        CHECK(transfer(from, to, want, sizes[i]) == SESSION_MESSAGE);
+        session_message(to, &msg, &len);
+        CHECK_BYTES(msg, len, want, sizes[i]);
+    }
+    free(want);
+}
+
+static void test_growth_keeps_content(void)
+{
+    static const uint8_t key[] = "growth key";
+    session cl, sv;
+
+    CHECK(session_init(&cl, SESSION_XOR, 1, key, sizeof key - 1, 1 << 20) == 0);
+    CHECK(session_init(&sv, SESSION_XOR, 0, key, sizeof key - 1, 1 << 20) == 0);
+    expect_growth_keeps_content(&cl, &sv);
+    session_free(&cl);
+    session_free(&sv);
+
+    CHECK(noise_pair(&cl, &sv, psk_a, psk_a, 1 << 20, 1 << 20) == 0);
+    expect_growth_keeps_content(&cl, &sv);
+    session_free(&cl);
+    session_free(&sv);
+}
+
+/* Sends a short message, then a long one, and checks that the short one's
+ * buffer was wiped before it was freed (realloc would free it as it is). */
+static void expect_growth_wipes(session *from, session *to)
+{
+    uint8_t big[10000];
+
+    memset(big, 'x', sizeof big);
+    CHECK(transfer(from, to, (const uint8_t *)"plaintext", 9) == SESSION_MESSAGE);
+    watched = to->msg;
+    watched_len = to->msg_cap;
+    watched_freed = watched_wiped = 0;
+    CHECK(watched != NULL && watched_len < sizeof big);
+    CHECK(transfer(from, to, big, sizeof big) == SESSION_MESSAGE);
+    CHECK(watched_freed == 1);
+    CHECK(watched_wiped == 1);
+    watched = NULL;
+}
+
+static void test_growth_wipes_old_buffer(void)
+{
+    static const uint8_t key[] = "growth key";
+    session cl, sv;
+
+    CHECK(session_init(&cl, SESSION_XOR, 1, key, sizeof key - 1, 1 << 20) == 0);
+    CHECK(session_init(&sv, SESSION_XOR, 0, key, sizeof key - 1, 1 << 20) == 0);
+    expect_growth_wipes(&cl, &sv);
+    session_free(&cl);
+    session_free(&sv);
+
+    CHECK(noise_pair(&cl, &sv, psk_a, psk_a, 1 << 20, 1 << 20) == 0);
+    expect_growth_wipes(&cl, &sv);
+    session_free(&cl);
+    session_free(&sv);
+}
+
 /* session_free leaves nothing behind in the struct (keys, states). */
 static void test_free_wipes(void)
 {
@@ -602,6 +703,8 @@ int main(void)
     RUN_TEST(test_noise_wrong_key);
     RUN_TEST(test_noise_against_xor_peer);
     RUN_TEST(test_psk_from_key);
+    RUN_TEST(test_growth_keeps_content);
+    RUN_TEST(test_growth_wipes_old_buffer);
     RUN_TEST(test_free_wipes);
     return check_report("test_session");
 }
