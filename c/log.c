@@ -284,36 +284,52 @@ static void write_all(int fd, const char *p, size_t len)
     }
 }
 
-/* Builds "<tag> <text><escaped raw>\n" in one buffer and writes it once. The
- * buffer holds the worst case (every raw byte as "\xHH"), so the raw bytes are
- * escaped in one pass straight into it. */
+#define LOG_HEAD_CAP 32 /* room for a coloured tag and its space */
+
+/* Writes "<tag> " (coloured or not) at out; returns its length. */
+static size_t put_tag(char *out, log_level level, int color)
+{
+    if (color)
+        return (size_t)snprintf(out, LOG_HEAD_CAP, "%s%s%s ", log_tags[level].color,
+                                log_tags[level].tag, LOG_COLOR_RESET);
+    return (size_t)snprintf(out, LOG_HEAD_CAP, "%s ", log_tags[level].tag);
+}
+
+/* Builds "<tag> <text><escaped raw>\n" and, when text2 is not NULL,
+ * "<tag2> <text2>\n" after it in one buffer, and writes it once. The buffer
+ * holds the worst case (every raw byte as "\xHH"), so the raw bytes are
+ * escaped in one pass straight into it. Both levels must share a stream. */
 static void log_emit(log_level level, const char *text, size_t text_len,
-                     const uint8_t *raw, size_t raw_len)
+                     const uint8_t *raw, size_t raw_len, log_level level2,
+                     const char *text2)
 {
     int fd = level == LOG_ERROR ? STDERR_FILENO : STDOUT_FILENO;
     int color = level == LOG_ERROR ? log_color_err : log_color_out;
-    const char *tag = log_tags[level].tag;
+    size_t text2_len = text2 != NULL ? strlen(text2) : 0;
+    size_t fixed = 2 * LOG_HEAD_CAP + text_len + text2_len + 2;
     char stack[LOG_STACK_LINE], *line = stack;
-    size_t head_cap = 32, total, pos;
+    size_t total, pos;
 
-    if (raw_len > (SIZE_MAX - head_cap - text_len - 1) / LOG_ESCAPE_MAX_PER_BYTE)
+    if (fixed < text_len || raw_len > (SIZE_MAX - fixed) / LOG_ESCAPE_MAX_PER_BYTE)
         return; /* cannot be held in memory anyway */
-    total = head_cap + text_len + raw_len * LOG_ESCAPE_MAX_PER_BYTE + 1;
+    total = fixed + raw_len * LOG_ESCAPE_MAX_PER_BYTE;
     if (total > sizeof stack) {
         line = malloc(total);
         if (line == NULL)
             return;
     }
-    if (color)
-        pos = (size_t)snprintf(line, head_cap, "%s%s%s ", log_tags[level].color,
-                               tag, LOG_COLOR_RESET);
-    else
-        pos = (size_t)snprintf(line, head_cap, "%s ", tag);
+    pos = put_tag(line, level, color);
     memcpy(line + pos, text, text_len);
     pos += text_len;
     pthread_once(&escape_table_once, escape_table_build);
     pos += escape_unbounded(line + pos, raw, raw_len);
     line[pos++] = '\n';
+    if (text2 != NULL) {
+        pos += put_tag(line + pos, level2, color);
+        memcpy(line + pos, text2, text2_len);
+        pos += text2_len;
+        line[pos++] = '\n';
+    }
 
     pthread_mutex_lock(&log_mutex);
     write_all(fd, line, pos);
@@ -340,7 +356,7 @@ void log_line(log_level level, const char *fmt, ...)
     va_end(ap);
     if (n < 0 || text == NULL)
         return;
-    log_emit(level, text, (size_t)n, NULL, 0);
+    log_emit(level, text, (size_t)n, NULL, 0, level, NULL);
     if (text != stack)
         free(text);
 }
@@ -348,7 +364,13 @@ void log_line(log_level level, const char *fmt, ...)
 void log_bytes(log_level level, const char *prefix, const uint8_t *data,
                size_t len)
 {
-    log_emit(level, prefix, strlen(prefix), data, len);
+    log_emit(level, prefix, strlen(prefix), data, len, level, NULL);
+}
+
+void log_bytes_and_line(log_level level, const char *prefix, const uint8_t *data,
+                        size_t len, log_level level2, const char *text2)
+{
+    log_emit(level, prefix, strlen(prefix), data, len, level2, text2);
 }
 
 void log_raw(int fd, const char *text, size_t len)

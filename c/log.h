@@ -39,6 +39,12 @@ void log_line(log_level level, const char *fmt, ...)
 void log_bytes(log_level level, const char *prefix, const uint8_t *data,
                size_t len);
 
+/* log_bytes(level, prefix, data, len), then the line "<tag2> <text2>\n", in one
+ * write: the server's [RECV] and [SEND] lines for one message cost one system
+ * call, not two. Each is still a whole line; text2 must be escaped already. */
+void log_bytes_and_line(log_level level, const char *prefix, const uint8_t *data,
+                        size_t len, log_level level2, const char *text2);
+
 /* Writes raw text (usage, prompt) to fd under the log mutex. */
 void log_raw(int fd, const char *text, size_t len);
 

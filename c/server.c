@@ -146,13 +146,13 @@ static int answer_message(const client_conn *c, session *s)
     }
     if (net_write_all(c->fd, out, out_len) < 0)
         send_errno = errno;
-    log_bytes(LOG_RECV, "Plaintext: ", msg, len);
-    if (send_errno != 0) {
-        report_send_error(c, send_errno);
-        return -1;
+    if (send_errno == 0) { /* both lines, one write */
+        log_bytes_and_line(LOG_RECV, "Plaintext: ", msg, len, LOG_SEND, "ACK sent to client");
+        return 0;
     }
-    log_line(LOG_SEND, "ACK sent to client");
-    return 0;
+    log_bytes(LOG_RECV, "Plaintext: ", msg, len);
+    report_send_error(c, send_errno);
+    return -1;
 }
 
 /* Feeds one chunk of received bytes through the session; -1 ends the

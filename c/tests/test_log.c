@@ -499,6 +499,32 @@ static void test_colour_only_the_tag(void)
     free(err);
 }
 
+static void emit_received_pair(void)
+{
+    log_bytes_and_line(LOG_RECV, "Plaintext: ", (const uint8_t *)"x\ty", 3, LOG_SEND,
+                       "ACK sent to client");
+}
+
+/* Two whole lines, each tag coloured on its own, from one call. */
+static void test_bytes_and_line(void)
+{
+    char *out, *err;
+
+    log_set_color(0);
+    capture(emit_received_pair, &out, &err);
+    CHECK(strcmp(out, "[RECV] Plaintext: x\\ty\n[SEND] ACK sent to client\n") == 0);
+    CHECK(strcmp(err, "") == 0);
+    free(out);
+    free(err);
+    log_set_color(1);
+    capture(emit_received_pair, &out, &err);
+    log_set_color(0);
+    CHECK(strcmp(out, "\033[32m[RECV]\033[0m Plaintext: x\\ty\n"
+                      "\033[33m[SEND]\033[0m ACK sent to client\n") == 0);
+    free(out);
+    free(err);
+}
+
 /* Writes one [INFO] line with stdout on a pseudo-terminal after log_init()
  * with NO_COLOR as given (NULL: unset); returns what the terminal got. */
 static int line_on_tty(const char *no_color, char *got, size_t cap)
@@ -694,6 +720,7 @@ int main(void)
     RUN_TEST(test_escape_matches_reference_large);
     RUN_TEST(test_line_format);
     RUN_TEST(test_colour_only_the_tag);
+    RUN_TEST(test_bytes_and_line);
     RUN_TEST(test_color_decision);
     RUN_TEST(test_long_line);
     RUN_TEST(test_line_matches_reference);

@@ -215,6 +215,7 @@ class Logger:
         self._send = _prefix("SEND", out_colour)
         self._error = _prefix("ERROR", err_colour)
         self._plaintext = self._recv + b"Plaintext: "
+        self._ack_sent = b"\n" + self._send + b"ACK sent to client\n"
 
     def _write(self, writer: Callable[[bytes], None], data: bytes) -> None:
         with self._lock:
@@ -242,6 +243,12 @@ class Logger:
     def recv_plaintext(self, message: bytes) -> None:
         """``[RECV] Plaintext: <escaped message>`` (the server's hot path)."""
         self._write(self._write_out, b"".join((self._plaintext, escape_bytes(message), b"\n")))
+
+    def answered(self, message: bytes) -> None:
+        """``recv_plaintext(message)``, then ``[SEND] ACK sent to client``, in one write:
+        the server's two lines for one message cost one system call, not two."""
+        self._write(self._write_out, b"".join((self._plaintext, escape_bytes(message),
+                                               self._ack_sent)))
 
     def raw_out(self, text: str) -> None:
         """Unformatted text on stdout (the usage text for --help)."""

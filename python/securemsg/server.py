@@ -118,9 +118,10 @@ class ClientHandler(socketserver.BaseRequestHandler):
                     wire, _ = encode(ack_text(len(event.data)))
                     try:
                         send_all(sock, wire, idle)
-                    finally:
+                    except SecureMsgError:
                         console.recv_plaintext(event.data)
-                    console.send("ACK sent to client")
+                        raise
+                    console.answered(event.data)
                 elif type(event) is HandshakeComplete:
                     send_all(sock, event.reply, idle)
                     console.info(f"Handshake complete: {self.peer}")

@@ -173,6 +173,12 @@ def test_one_write_per_line() -> None:
     assert out.writes == [b"[RECV] Plaintext: " + b"a\\nb" * 1000 + b"\n"]
 
 
+def test_answered_is_two_lines_in_one_write() -> None:
+    logger, out, _ = make_logger()
+    logger.answered(b"x\ty")
+    assert out.writes == [b"[RECV] Plaintext: x\\ty\n[SEND] ACK sent to client\n"]
+
+
 def test_plaintext_line_is_escaped_utf8() -> None:
     logger, out, _ = make_logger()
     logger.recv_plaintext("caf\u00e9\x1b".encode())
@@ -189,6 +195,10 @@ def test_colour_only_colours_the_tag() -> None:
         b"\x1b[36m[INFO]\x1b[0m x\n\x1b[32m[RECV]\x1b[0m x\n\x1b[33m[SEND]\x1b[0m x\n"
     )
     assert err.getvalue() == b"\x1b[31m[ERROR]\x1b[0m x\n"
+    logger.answered(b"m")
+    assert out.getvalue().endswith(
+        b"\x1b[32m[RECV]\x1b[0m Plaintext: m\n\x1b[33m[SEND]\x1b[0m ACK sent to client\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -133,13 +133,13 @@ def test_ack_leaves_before_the_log_lines() -> None:
     """A stalled log (stdout a full pipe) must not hold the ACK back."""
     with running_server() as (server, capture):
         release = threading.Event()
-        real_recv = server.console.recv_plaintext
+        real_answered = server.console.answered
 
-        def stalled_recv(data: bytes) -> None:
+        def stalled_answered(data: bytes) -> None:
             release.wait(10)
-            real_recv(data)
+            real_answered(data)
 
-        server.console.recv_plaintext = stalled_recv  # type: ignore[method-assign]
+        server.console.answered = stalled_answered  # type: ignore[method-assign]
         try:
             with connect(server.server_address[1]) as sock:
                 sock.settimeout(5)
