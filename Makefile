@@ -1,7 +1,11 @@
 # securemsg lab - top-level entry points. `make help` lists them.
-PYTHON ?= python3
+# Every Python tool runs from the project's virtual environment (made by `make setup` from
+# the distribution's python3; PEP 668 keeps pip away from the system interpreter).
+VENV   := .venv
+PYTHON := $(CURDIR)/$(VENV)/bin/python
+export PYTHON
 
-.PHONY: help setup build lab lab-down base-image images test test-c lint matrix bench demo clean
+.PHONY: help setup build lab lab-down base-image images test test-c lint matrix bench demo clean clean-venv
 
 help:
 	@echo "make lab        install what is missing, build everything, run the Docker lab (Ctrl-C stops)"
@@ -13,7 +17,7 @@ help:
 	@echo "make demo       the instructor demo (add ARGS=--no-pause for unattended runs)"
 	@echo "make bench      the benchmark table (ARGS=--quick for a short run)"
 	@echo "make lab-down   stop and remove the lab's containers and network"
-	@echo "make setup      install host packages (apt) and Python test tools (pip)"
+	@echo "make setup      install host packages (apt) and the project venv .venv (pip, from /usr/bin/python3)"
 	@echo "make test-c     the C unit tests alone (ASan+UBSan)"
 	@echo "make lint       ruff over all Python code"
 	@echo "make clean      remove build outputs and results/"
@@ -42,19 +46,22 @@ test: setup build
 test-c:
 	$(MAKE) -C c test
 
-lint:
+lint: setup
 	$(PYTHON) -m ruff check .
 
-matrix: build
+matrix: setup build
 	$(PYTHON) -m tests.integration $(ARGS)
 
-bench: build
+bench: setup build
 	$(PYTHON) bench/bench.py $(ARGS)
 
-demo: build
+demo: setup build
 	$(PYTHON) scripts/demo.py $(ARGS)
 
 clean:
 	$(MAKE) -C c clean
 	-$(MAKE) -C bench clean
 	rm -rf results .pytest_cache
+
+clean-venv:
+	rm -rf $(VENV)

@@ -8,7 +8,7 @@
 # REQUIRE_DOCKER=1 turns a missing Docker engine into a failure instead of a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python=${PYTHON:-python3}
+python=${PYTHON:-.venv/bin/python}
 
 echo "== C unit tests (ASan + UBSan) =="
 make -C c test

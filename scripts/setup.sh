@@ -1,46 +1,83 @@
 #!/usr/bin/env bash
-# Installs what the lab and its tests need on the host, and nothing that is
-# already there: Debian packages (build tools, libsodium, jansson for the C
-# tests, mmdebstrap for the registry-less base image, tcpdump for the demo) and
-# the Python test tools of requirements-dev.txt. Safe to run again.
+# Installs what the lab and its tests need, and nothing that is already there:
+#   1. Debian packages: build tools and libsodium for the C programs, jansson for the C
+#      tests, python3-venv for the project's virtual environment, mmdebstrap for the
+#      registry-less base images, tcpdump for the demo's capture.
+#   2. The project's virtual environment .venv, made from the distribution's python3
+#      (Debian 12 / Ubuntu 24.04 mark it externally managed, PEP 668, so pip never
+#      touches it), with this project installed editable and its dev extras.
+#   3. Compose v2 (`docker compose`) when only docker-compose 1.29 is there.
+# Safe to run again: a quick no-op when all is in place.
+#
+# Environment: SECUREMSG_VENV_PYTHON  interpreter the venv is made from (default
+#              /usr/bin/python3, else the first python3 on PATH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(gcc make libc6-dev pkg-config libsodium-dev libjansson-dev mmdebstrap tcpdump)
-python=${PYTHON:-python3}
+apt_packages=(gcc make libc6-dev pkg-config libsodium-dev libjansson-dev python3 python3-venv
+              mmdebstrap tcpdump)
+readonly VENV=.venv
+readonly STAMP="$VENV/.securemsg-installed"
 
-missing=()
-for pkg in "${apt_packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
-        || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-    echo "[setup] installing Debian packages: ${missing[*]}"
-    sudo_cmd=()
-    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" \
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_debian_packages() {
+    local pkg missing=()
+    for pkg in "${apt_packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+}
 
-# pip is asked only when a requirement is missing or too old: a quiet no-op otherwise.
-if ! "$python" - <<'PY' 2>/dev/null
-import sys
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
-import re
-for line in Path("requirements-dev.txt").read_text().splitlines():
-    line = line.split("#")[0].strip()
-    if not line:
-        continue
-    name = re.split(r"[<>=!~ ]", line, maxsplit=1)[0]
-    try:
-        version(name)
-    except PackageNotFoundError:
-        sys.exit(1)
-PY
-then
-    echo "[setup] installing Python packages from requirements-dev.txt"
-    "$python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-fi
-echo "[setup] host dependencies are in place"
+venv_python() {
+    if [ -n "${SECUREMSG_VENV_PYTHON:-}" ]; then
+        printf '%s\n' "$SECUREMSG_VENV_PYTHON"
+    elif [ -x /usr/bin/python3 ]; then
+        printf '%s\n' /usr/bin/python3
+    else
+        command -v python3
+    fi
+}
+
+# The stamp records what the venv was installed from: pyproject.toml's hash and the base
+# interpreter. Same stamp and a working interpreter: nothing to do.
+wanted_stamp() {
+    printf '%s %s\n' "$(sha256sum pyproject.toml | cut -d' ' -f1)" "$(venv_python)"
+}
+
+make_venv() {
+    local base
+    base="$(venv_python)"
+    if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        log "creating $VENV from $base"
+        rm -rf "$VENV"
+        "$base" -m venv "$VENV"
+    fi
+    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(wanted_stamp)" ]; then
+        return 0
+    fi
+    log "installing the project and its dev tools into $VENV (pip install -e '.[dev]')"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+    wanted_stamp >"$STAMP"
+}
+
+install_compose_v2() {
+    command -v docker >/dev/null 2>&1 || return 0
+    docker compose version >/dev/null 2>&1 && return 0
+    [ -x scripts/install-compose-v2.sh ] || return 0
+    as_root scripts/install-compose-v2.sh
+}
+
+install_debian_packages
+make_venv
+install_compose_v2
+log "host dependencies are in place"

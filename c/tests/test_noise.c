@@ -7,9 +7,8 @@
  * lengths, NN against NNpsk0, low-order points, nonce exhaustion.
  *
  * Vector files are found from the working directory or the test binary by
- * walking up to the repository root (the directory holding c/noise.h); the
- * shared vectors live beside the repository (<root>/../shared), or wherever
- * $SECUREMSG_SHARED points. A missing file is a failure, never a skip.
+ * walking up to the repository root (the directory holding c/noise.h); all of
+ * them live in tests/vectors/. A missing file is a failure, never a skip.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* readlink, access */
@@ -96,22 +95,6 @@ static json_t *load_json(const char *path)
         CHECK(!"vector file parses");
     }
     return doc;
-}
-
-static json_t *load_shared_vectors(void)
-{
-    static char path[PATH_MAX];
-    char root[PATH_MAX];
-    const char *shared = getenv("SECUREMSG_SHARED");
-    int n;
-
-    if (shared != NULL && shared[0] != '\0')
-        n = snprintf(path, sizeof(path), "%s/vectors/noise-cacophony.json", shared);
-    else if (find_root(root, sizeof(root)) == 0)
-        n = snprintf(path, sizeof(path), "%s/../shared/vectors/noise-cacophony.json", root);
-    else
-        return load_json(NULL);
-    return load_json(n > 0 && n < (int)sizeof(path) ? path : NULL);
 }
 
 static json_t *load_repo_vectors(const char *relative)
@@ -264,7 +247,7 @@ static void run_cacophony_vector(const json_t *v)
 
 static void test_cacophony_vectors(void)
 {
-    json_t *doc = load_shared_vectors();
+    json_t *doc = load_repo_vectors("tests/vectors/noise-cacophony.json");
     const json_t *vectors = json_object_get(doc, "vectors");
     int saw_nn = 0, saw_nnpsk0 = 0;
     size_t k;

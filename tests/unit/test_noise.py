@@ -1,9 +1,8 @@
 """Unit tests for python/securemsg/noise.py (PROTOCOL.md section 8).
 
-- Every message and the handshake hash of the shared cacophony vectors (NN and NNpsk0),
-  with the ephemeral keys injected. The file lives in the shared directory beside the
-  repository: $SECUREMSG_SHARED/vectors/noise-cacophony.json, else
-  <repo>/../shared/vectors/noise-cacophony.json. A missing file fails, never skips.
+- Every message and the handshake hash of the cacophony vectors (NN and NNpsk0), with the
+  ephemeral keys injected: tests/vectors/noise-cacophony.json (public domain; provenance in
+  tests/vectors/README.md). A missing file fails, never skips.
 - The Argon2id known answers of tests/vectors/argon2id.json (made by make_argon2id.py with
   two independent implementations; the C test reads the same file).
 - Negative cases: tampering, wrong key, replay, reordering, truncation, cipher mismatch,
@@ -13,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,16 +33,13 @@ PSK = bytes(range(32))
 OTHER_PSK = bytes(range(1, 33))
 
 
-def shared_vectors_path() -> Path:
-    shared = os.environ.get("SECUREMSG_SHARED")
-    base = Path(shared) if shared else REPO.parent / "shared"
-    return base / "vectors" / "noise-cacophony.json"
+CACOPHONY = REPO / "tests" / "vectors" / "noise-cacophony.json"
 
 
 def load_cacophony(protocol_name: str) -> dict[str, Any]:
-    path = shared_vectors_path()
+    path = CACOPHONY
     if not path.is_file():
-        pytest.fail(f"shared Noise vectors missing: {path} (set SECUREMSG_SHARED)")
+        pytest.fail(f"Noise vectors missing: {path}")
     vectors = json.loads(path.read_text(encoding="utf-8"))["vectors"]
     matches = [v for v in vectors if v["protocol_name"] == protocol_name]
     assert len(matches) == 1, f"{path} has {len(matches)} vectors for {protocol_name}"
