@@ -11,134 +11,86 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import sys
 import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
-# --- escaping ---------------------------------------------------------------
+from . import log_fast
+
+# --- escaping (PROTOCOL.md section 6) ---------------------------------------
 #
-# A log line may quote a 1 MiB message, and escaping holds the GIL: a Python
-# loop over the bytes (or a regex callback per match) would let one client
-# sending binary frames stall every other one. So the rule runs as a fixed
-# number of C-level passes whose cost hardly depends on what the bytes are:
-#
-# 1. ASCII bytes to escape (backslash, C0 controls, DEL): one bytes.replace per
-#    distinct byte present. Every escape is written with _INTRO in place of its
-#    backslash until step 4, so that step 3 finds no backslash but its own (a
-#    message may contain the text "\udc").
-# 2. C1 controls (c2 80..9f) and U+2028/U+2029 (e2 80 a8/a9) are well-formed
-#    but print byte by byte: their lead byte is replaced with its escape, which
-#    leaves their other bytes invalid, for step 3 to escape.
-#    Neither step changes how any other byte decodes: ASCII bytes are never
-#    part of a multi-byte sequence, and c2 and e2 always start one.
-# 3. Python's UTF-8 decoder accepts exactly RFC 3629 (no overlongs, no
-#    surrogates, nothing above U+10FFFF) and, with "surrogateescape", turns each
-#    byte it rejects into U+DC80..U+DCFF, resuming at the next byte as the rule
-#    does. The encoder's "backslashreplace" writes those as \udcHH, which one
-#    replace turns into _INTRO + "xHH". ("backslashreplace" when decoding would
-#    write \xHH at once, but it calls its handler per byte: on random bytes it
-#    alone takes seven times as long as this whole function.)
-# 4. One bytes.translate turns _INTRO into the backslash.
-#
-# _INTRO and _MARK are C0 controls: step 1 escapes any the message contains
-# (_INTRO first, as the other escapes add _INTRO bytes of their own).
+# escape() is the reference: the four rules, a byte at a time. The server's
+# [RECV] Plaintext lines quote messages of up to 1 MiB, where a Python loop
+# would hold the GIL long enough to stall every other client; they use
+# log_fast.escape_bytes, the same function written for speed (chosen once, in
+# Logger below; tests/unit/test_fast_paths.py checks the two agree).
 
-_INTRO = b"\x00"  # the backslash of an escape, until step 4
-_MARK = b"\x01"  # step 2: a lead byte about to be replaced with its escape
+_NAMED = {0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}  # rules 1 and 2
 
-
-def _ascii_escape(byte: int) -> bytes:
-    text = {0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}.get(byte, f"\\x{byte:02x}")
-    return text.encode().replace(b"\\", _INTRO)
-
-
-def _byte_class(members: bytes) -> bytes:
-    """A translate table: 1 for the bytes in ``members``, 0 for the others."""
-    return bytes(int(byte in members) for byte in range(256))
-
-
-_ASCII_SPECIALS = [*range(0x20), 0x7F, 0x5C]  # ascending from _INTRO, 0x00
-_ASCII_ESCAPES = {byte: (bytes((byte,)), _ascii_escape(byte)) for byte in _ASCII_SPECIALS}
-_NOT_ASCII_SPECIAL = bytes(byte for byte in range(256) if byte not in _ASCII_ESCAPES)
-# Well-formed sequences printed byte by byte (step 2): a regex to notice one,
-# its lead byte, and translate tables testing each of its bytes (lead first).
-_WIDE_CONTROLS = [
-    (  # C1 controls, U+0080..U+009F
-        re.compile(rb"\xc2[\x80-\x9f]"),
-        0xC2,
-        [_byte_class(b"\xc2"), _byte_class(bytes(range(0x80, 0xA0)))],
-    ),
-    (  # line and paragraph separators, U+2028 and U+2029
-        re.compile(rb"\xe2\x80[\xa8\xa9]"),
-        0xE2,
-        [_byte_class(b"\xe2"), _byte_class(b"\x80"), _byte_class(b"\xa8\xa9")],
-    ),
+# RFC 3629, rule 3: the lead bytes of well-formed sequences, with the length of
+# the sequence and the range of its second byte (any later byte is 80..bf).
+_LEADS = [
+    (0x00, 0x7F, 1, (0, 0)),
+    (0xC2, 0xDF, 2, (0x80, 0xBF)),  # c0 and c1 would only start overlongs
+    (0xE0, 0xE0, 3, (0xA0, 0xBF)),  # no overlongs
+    (0xE1, 0xEC, 3, (0x80, 0xBF)),
+    (0xED, 0xED, 3, (0x80, 0x9F)),  # no surrogates
+    (0xEE, 0xEF, 3, (0x80, 0xBF)),
+    (0xF0, 0xF0, 4, (0x90, 0xBF)),  # no overlongs
+    (0xF1, 0xF3, 4, (0x80, 0xBF)),
+    (0xF4, 0xF4, 4, (0x80, 0x8F)),  # nothing above U+10FFFF
 ]
-_ANY_WIDE_CONTROL = re.compile(b"|".join(notice.pattern for notice, _, _ in _WIDE_CONTROLS))
-_FINAL = bytes(range(256)).replace(_INTRO, b"\\")
 
 
-def _escape_ascii_specials(data: bytes, specials: bytes) -> bytes:
-    """Step 1; ``specials`` holds (at least once) each special byte of ``data``."""
-    if len(specials) <= 64:
-        present = sorted(set(specials))  # _INTRO, 0x00, first
-    else:  # set() of a long string costs more than a memchr per special
-        present = [byte for byte in _ASCII_SPECIALS if byte in specials]
-    for byte in present:
-        raw, escaped = _ASCII_ESCAPES[byte]
-        data = data.replace(raw, escaped)
-    return data
+def _sequence_length(data: bytes, i: int) -> int:
+    """The length of the well-formed UTF-8 sequence at ``data[i]``; 0 if none starts there."""
+    lead = [entry for entry in _LEADS if entry[0] <= data[i] <= entry[1]]
+    if not lead:
+        return 0
+    _, _, length, (second_low, second_high) = lead[0]
+    tail = data[i + 1 : i + length]
+    if len(tail) < length - 1:
+        return 0
+    if length > 1 and not second_low <= tail[0] <= second_high:
+        return 0
+    if any(not 0x80 <= byte <= 0xBF for byte in tail[1:]):
+        return 0
+    return length
 
 
-def _escape_leads(data: bytes, lead: int, tables: list[bytes]) -> bytes:
-    """Step 2: escape the ``lead`` byte of each run of bytes in the ``tables`` classes.
-
-    No pass per possible sequence, no call per match: the data is read as one
-    big integer, a base-256 digit per byte. translate turns a class test into
-    a 0/1 digit per byte, a shift aligns the test of the byte k places on, AND
-    combines the tests, and one XOR turns just the lead bytes into _MARK (the
-    mask's digits are 0 or 1: nothing carries into a neighbour).
-    """
-    mask = -1
-    for offset, table in enumerate(tables):
-        mask &= int.from_bytes(data.translate(table), "little") >> (8 * offset)
-    marked = int.from_bytes(data, "little") ^ mask * (lead ^ _MARK[0])
-    return marked.to_bytes(len(data), "little").replace(_MARK, b"%bx%02x" % (_INTRO, lead))
+def _is_control(char: str) -> bool:
+    """Whether rule 3 prints this character's bytes escaped."""
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code <= 0x9F or code in (0x2028, 0x2029)
 
 
-def _escape_invalid(data: bytes) -> bytes:
-    """Step 3: each byte the UTF-8 decoder rejects becomes _INTRO + "xHH"."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", "surrogateescape")
-        return text.encode("utf-8", "backslashreplace").replace(b"\\udc", _INTRO + b"x")
-    return data
-
-
-def escape_bytes(data: bytes) -> bytes:
-    """``escape(data)`` encoded as UTF-8; with nothing to escape, ``data`` itself."""
-    specials = data.translate(None, _NOT_ASCII_SPECIAL)
-    if specials:
-        data = _escape_ascii_specials(data, specials)
-    if not data.isascii():
-        if _ANY_WIDE_CONTROL.search(data) is not None:
-            for notice, lead, tables in _WIDE_CONTROLS:
-                if notice.search(data) is not None:
-                    data = _escape_leads(data, lead, tables)
-        data = _escape_invalid(data)
-    elif not specials:
-        return data  # the common case: plain ASCII text
-    if _INTRO in data:
-        data = data.translate(_FINAL)
-    return data
+def _hex(byte: int) -> str:
+    return f"\\x{byte:02x}"
 
 
 def escape(data: bytes) -> str:
     """Return ``data`` as printable text: the escaping rule of PROTOCOL.md 6."""
-    return escape_bytes(data).decode("utf-8")
+    out = []
+    i = 0
+    while i < len(data):
+        byte = data[i]
+        length = _sequence_length(data, i)
+        if byte in _NAMED:  # rules 1 and 2
+            out.append(_NAMED[byte])
+            i += 1
+        elif length > 0:  # rule 3: a well-formed sequence
+            sequence = data[i : i + length]
+            char = sequence.decode("utf-8")
+            if _is_control(char):
+                out.extend(_hex(part) for part in sequence)
+            else:
+                out.append(char)
+            i += length
+        else:  # rule 4: a byte that starts no well-formed sequence
+            out.append(_hex(byte))
+            i += 1
+    return "".join(out)
 
 
 def escape_text(text: str) -> str:
@@ -216,6 +168,7 @@ class Logger:
         self._error = _prefix("ERROR", err_colour)
         self._plaintext = self._recv + b"Plaintext: "
         self._ack_sent = b"\n" + self._send + b"ACK sent to client\n"
+        self._escape = log_fast.escape_bytes  # the one place the fast path is chosen
 
     def _write(self, writer: Callable[[bytes], None], data: bytes) -> None:
         with self._lock:
@@ -242,12 +195,12 @@ class Logger:
 
     def recv_plaintext(self, message: bytes) -> None:
         """``[RECV] Plaintext: <escaped message>`` (the server's hot path)."""
-        self._write(self._write_out, b"".join((self._plaintext, escape_bytes(message), b"\n")))
+        self._write(self._write_out, b"".join((self._plaintext, self._escape(message), b"\n")))
 
     def answered(self, message: bytes) -> None:
         """``recv_plaintext(message)``, then ``[SEND] ACK sent to client``, in one write:
         the server's two lines for one message cost one system call, not two."""
-        self._write(self._write_out, b"".join((self._plaintext, escape_bytes(message),
+        self._write(self._write_out, b"".join((self._plaintext, self._escape(message),
                                                self._ack_sent)))
 
     def raw_out(self, text: str) -> None:
