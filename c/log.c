@@ -1,5 +1,10 @@
-/* log.c - escaping and single-write log lines (PROTOCOL.md section 6). */
+/* log.c - escaping and single-write log lines (PROTOCOL.md section 6).
+ *
+ * log_escape() is the reference: the four rules, a byte at a time. Message
+ * lines (up to 1 MiB) use log_fast_escape() (log_fast.c), the same text
+ * written for speed; tests/test_log.c checks the two agree. */
 #include "log.h"
+#include "log_fast.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -41,231 +46,120 @@ void log_set_color(int enabled)
     log_color_err = enabled;
 }
 
-/*
- * Escaping works on "units": one input byte, or one well-formed multi-byte
- * UTF-8 sequence. Two facts keep it fast:
- * - A sequence that is escaped (C1 controls, U+2028, U+2029) prints exactly as
- *   its bytes would one at a time: its lead byte does not start a sequence we
- *   copy, and continuation bytes alone are always "\xHH". So every unit is
- *   either a copied sequence or one byte whose printed form a 256-entry table
- *   holds, and random binary data runs through a table lookup with few
- *   branches (it would mispredict nearly every one).
- * - Runs of printable ASCII, by far the most common, are checked and copied a
- *   word (8 bytes) at a time.
- */
+/* ---- escaping (PROTOCOL.md section 6) ------------------------------------ */
+
+/* Where escaped text goes: like snprintf, it stops writing at the first piece
+ * that does not fit (so out never ends in half of "\xHH") but counts the
+ * length the whole text needs. */
 typedef struct {
-    char text[LOG_ESCAPE_MAX_PER_BYTE]; /* the byte's printed form ... */
-    uint8_t len;                        /* ... of 1, 2 or 4 bytes */
-    uint8_t need;                       /* lead byte: its sequence's length */
-    uint8_t lo, span;                   /* lead byte: 2nd byte in lo..lo+span */
-} escape_entry;
+    char *out;
+    size_t cap;
+    size_t written;
+    size_t need;
+    int full;
+} escape_sink;
 
-static escape_entry escape_table[256];
-static pthread_once_t escape_table_once = PTHREAD_ONCE_INIT;
+static void sink_put(escape_sink *s, const void *piece, size_t n)
+{
+    if (!s->full && s->written + n < s->cap) {
+        memcpy(s->out + s->written, piece, n);
+        s->written += n;
+    } else {
+        s->full = 1;
+    }
+    s->need += n;
+}
 
-static void put_hex(char *dst, uint8_t byte)
+static void sink_put_hex(escape_sink *s, uint8_t byte)
 {
     static const char hex[] = "0123456789abcdef";
+    char text[4] = {'\\', 'x', hex[byte >> 4], hex[byte & 0x0f]};
 
-    dst[0] = '\\';
-    dst[1] = 'x';
-    dst[2] = hex[byte >> 4];
-    dst[3] = hex[byte & 0x0f];
+    sink_put(s, text, sizeof text);
 }
 
-/* Lead bytes (RFC 3629): c0, c1 (overlong) and f5.. (above U+10FFFF) lead
- * nothing; e0, f0 exclude overlongs, ed surrogates, f4 above U+10FFFF. And
- * c2 80..c2 9f (C1 controls) print escaped, so c2 copies only c2 a0..c2 bf. */
-static void escape_table_lead(escape_entry *e, unsigned b)
+/* The length of the well-formed UTF-8 sequence (RFC 3629) at in[0], or 0 if
+ * none starts there: c0, c1 and f5..ff lead nothing; after e0 no overlongs,
+ * after ed no surrogates, after f0 no overlongs, after f4 nothing above
+ * U+10FFFF. */
+static size_t utf8_sequence_length(const uint8_t *in, size_t avail)
 {
-    uint8_t lo = 0x80, hi = 0xbf;
+    uint8_t lead = in[0], lo = 0x80, hi = 0xbf;
+    size_t n, k;
 
-    if (b >= 0xc2 && b <= 0xdf)
-        e->need = 2;
-    else if (b >= 0xe0 && b <= 0xef)
-        e->need = 3;
-    else if (b >= 0xf0 && b <= 0xf4)
-        e->need = 4;
-    if (b == 0xc2 || b == 0xe0)
+    if (lead < 0x80)
+        return 1;
+    if (lead >= 0xc2 && lead <= 0xdf)
+        n = 2;
+    else if (lead >= 0xe0 && lead <= 0xef)
+        n = 3;
+    else if (lead >= 0xf0 && lead <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    if (lead == 0xe0)
         lo = 0xa0;
-    else if (b == 0xed)
+    else if (lead == 0xed)
         hi = 0x9f;
-    else if (b == 0xf0)
+    else if (lead == 0xf0)
         lo = 0x90;
-    else if (b == 0xf4)
+    else if (lead == 0xf4)
         hi = 0x8f;
-    e->lo = lo;
-    e->span = (uint8_t)(hi - lo);
+    if (avail < n || in[1] < lo || in[1] > hi)
+        return 0;
+    for (k = 2; k < n; k++)
+        if ((in[k] & 0xc0) != 0x80)
+            return 0;
+    return n;
 }
 
-/* Each byte on its own: rules 1, 2 and 4 of PROTOCOL.md section 6. */
-static void escape_table_build(void)
+/* The code point of the well-formed sequence of n bytes at in. */
+static uint32_t utf8_code_point(const uint8_t *in, size_t n)
 {
-    static const char pairs[] = "\\\\\nn\rr\tt"; /* byte, then its letter */
-    unsigned b;
+    static const uint8_t lead_bits[] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+    uint32_t cp = in[0] & lead_bits[n];
     size_t k;
 
-    for (b = 0; b < 256; b++) {
-        escape_entry *e = &escape_table[b];
-
-        if (b >= 0x20 && b <= 0x7e) {
-            e->text[0] = (char)b;
-            e->len = 1;
-        } else {
-            put_hex(e->text, (uint8_t)b);
-            e->len = 4;
-        }
-        escape_table_lead(e, b);
-    }
-    for (k = 0; k < sizeof pairs - 1; k += 2) {
-        escape_entry *e = &escape_table[(uint8_t)pairs[k]];
-
-        e->text[0] = '\\';
-        e->text[1] = pairs[k + 1];
-        e->len = 2;
-    }
+    for (k = 1; k < n; k++)
+        cp = cp << 6 | (in[k] & 0x3f);
+    return cp;
 }
 
-#define WORD_ONES 0x0101010101010101ull
-#define WORD_HIGHS 0x8080808080808080ull
-
-/* Whether all 8 bytes of w print as themselves (0x20..0x7e but '\'). Each
- * test is exact for the word as a whole, whatever the byte order. */
-static int word_is_plain(uint64_t w)
+/* Characters rule 3 prints byte by byte: controls and line separators. */
+static int is_control(uint32_t cp)
 {
-    uint64_t below_space = (w - WORD_ONES * 0x20) & ~w & WORD_HIGHS;
-    uint64_t above_tilde = ((w + WORD_ONES) | w) & WORD_HIGHS;
-    uint64_t bs = w ^ (WORD_ONES * 0x5c);
-    uint64_t backslash = (bs - WORD_ONES) & ~bs & WORD_HIGHS;
-
-    return (below_space | above_tilde | backslash) == 0;
-}
-
-/* The length (2..4) of the well-formed sequence at q that prints as itself
- * (rule 3), or 0 (also for any byte that leads no sequence). q holds 4
- * bytes; past the end of the input they must be 0, which no sequence
- * contains. The checks are combined without branches. */
-static inline size_t utf8_copy_length(const escape_entry *e, const uint8_t *q)
-{
-    unsigned second_ok = (uint8_t)(q[1] - e->lo) <= e->span;
-    unsigned third_ok = (e->need < 3) | ((q[2] & 0xc0) == 0x80);
-    unsigned fourth_ok = (e->need < 4) | ((q[3] & 0xc0) == 0x80);
-    unsigned separator = (q[0] == 0xe2) & (q[1] == 0x80) & ((q[2] | 1) == 0xa9);
-
-    return (size_t)(second_ok & third_ok & fourth_ok & !separator) * e->need;
-}
-
-/* Prints the unit at in[0] into dst (at most 4 bytes). Returns the bytes
- * printed; *used receives the input bytes covered. An escaped sequence is
- * a unit per byte, as each of its "\xHH" is. The table must be built. */
-static size_t escape_unit(char *dst, const uint8_t *in, size_t avail, size_t *used)
-{
-    const escape_entry *e = &escape_table[in[0]];
-    uint8_t q[4] = {0};
-    size_t n;
-
-    memcpy(q, in, avail < sizeof q ? avail : sizeof q);
-    n = utf8_copy_length(e, q);
-    if (n != 0) {
-        memcpy(dst, in, n);
-        *used = n;
-        return n;
-    }
-    memcpy(dst, e->text, e->len);
-    *used = 1;
-    return e->len;
-}
-
-/* Prints the byte at q[0] into dst (4 bytes are stored, the returned count
- * of them is its printed form) when *owed bytes of a copied sequence are
- * still to come; q holds 4 bytes as for utf8_copy_length(). Each byte is
- * decided alone, with masks rather than branches, so the caller's loop
- * carries no data-dependent jump: in random data every branch would be a
- * coin toss for the predictor, and a unit-by-unit loop would wait for each
- * unit's length before it could start the next. */
-static inline size_t escape_byte(char *dst, const uint8_t *q, size_t *owed)
-{
-    const escape_entry *e = &escape_table[q[0]];
-    size_t n = utf8_copy_length(e, q);
-    size_t copied = (size_t)((*owed != 0) | (n != 0));
-    uint32_t mask = (uint32_t)0 - (uint32_t)copied, raw, text;
-
-    memcpy(&raw, q, sizeof raw);
-    memcpy(&text, e->text, sizeof text);
-    text = (raw & mask) | (text & ~mask);
-    memcpy(dst, &text, sizeof text);
-    *owed = *owed != 0 ? *owed - 1 : n - (n != 0);
-    return copied | (e->len & ~((size_t)0 - copied));
-}
-
-/* Escapes all len bytes into out, which holds LOG_ESCAPE_MAX_PER_BYTE * len
- * bytes. No byte prints more than 4, so after i input bytes at most 4 * i
- * are printed and the fixed-size stores below always fit. Returns the
- * escaped length. The table must be built. */
-static size_t escape_unbounded(char *out, const uint8_t *in, size_t len)
-{
-    size_t i = 0, pos = 0, owed = 0, k;
-    uint8_t q[4];
-    uint64_t w;
-
-    /* 16 bytes left: a whole word, and the 3 bytes escape_byte() reads
-     * after its last byte, are there */
-    while (len - i >= 2 * sizeof w) {
-        memcpy(&w, in + i, sizeof w);
-        if (word_is_plain(w)) {
-            /* printable ASCII, copied at once (it never continues a sequence:
-             * continuation bytes are not printable ASCII) */
-            memcpy(out + pos, &w, sizeof w);
-            pos += sizeof w;
-        } else {
-            for (k = 0; k < sizeof w; k++)
-                pos += escape_byte(out + pos, in + i + k, &owed);
-        }
-        i += sizeof w;
-    }
-    for (; i < len; i++) {
-        memset(q, 0, sizeof q);
-        memcpy(q, in + i, len - i < sizeof q ? len - i : sizeof q);
-        pos += escape_byte(out + pos, q, &owed);
-    }
-    return pos;
-}
-
-/* The general case: stops writing at the first unit that does not fit (so
- * out never ends in half of "\xHH") but counts the whole escaped length. */
-static size_t escape_bounded(char *out, size_t out_cap, const uint8_t *in, size_t len)
-{
-    char unit[LOG_ESCAPE_MAX_PER_BYTE];
-    size_t i = 0, need = 0, written = 0, used, n;
-    int full = out_cap == 0;
-
-    while (i < len) {
-        n = escape_unit(unit, in + i, len - i, &used);
-        if (!full && written + n < out_cap) {
-            memcpy(out + written, unit, n);
-            written += n;
-        } else {
-            full = 1;
-        }
-        need += n;
-        i += used;
-    }
-    if (out_cap > 0)
-        out[written] = '\0';
-    return need;
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029;
 }
 
 size_t log_escape(char *out, size_t out_cap, const uint8_t *in, size_t len)
 {
-    size_t n;
+    escape_sink s = {out, out_cap, 0, 0, out_cap == 0};
+    size_t i = 0, n, k;
 
-    pthread_once(&escape_table_once, escape_table_build);
-    if (out_cap > 0 && len <= (out_cap - 1) / LOG_ESCAPE_MAX_PER_BYTE) {
-        n = escape_unbounded(out, in, len);
-        out[n] = '\0';
-        return n;
+    while (i < len) {
+        n = utf8_sequence_length(in + i, len - i);
+        if (in[i] == '\\') {                       /* rule 1 */
+            sink_put(&s, "\\\\", 2);
+        } else if (in[i] == '\n') {                /* rule 2 */
+            sink_put(&s, "\\n", 2);
+        } else if (in[i] == '\r') {
+            sink_put(&s, "\\r", 2);
+        } else if (in[i] == '\t') {
+            sink_put(&s, "\\t", 2);
+        } else if (n == 0) {                       /* rule 4 */
+            sink_put_hex(&s, in[i]);
+            n = 1;
+        } else if (is_control(utf8_code_point(in + i, n))) { /* rule 3 */
+            for (k = 0; k < n; k++)
+                sink_put_hex(&s, in[i + k]);
+        } else {
+            sink_put(&s, in + i, n);
+        }
+        i += n;
     }
-    return escape_bounded(out, out_cap, in, len);
+    if (out_cap > 0)
+        out[s.written] = '\0';
+    return s.need;
 }
 
 static void write_all(int fd, const char *p, size_t len)
@@ -321,8 +215,7 @@ static void log_emit(log_level level, const char *text, size_t text_len,
     pos = put_tag(line, level, color);
     memcpy(line + pos, text, text_len);
     pos += text_len;
-    pthread_once(&escape_table_once, escape_table_build);
-    pos += escape_unbounded(line + pos, raw, raw_len);
+    pos += log_fast_escape(line + pos, raw, raw_len); /* the one place it is chosen */
     line[pos++] = '\n';
     if (text2 != NULL) {
         pos += put_tag(line + pos, level2, color);

@@ -25,9 +25,8 @@ void log_set_color(int enabled);
 /*
  * Escapes len bytes per PROTOCOL.md section 6 into out (NUL-terminated when
  * out_cap > 0). Never writes a partial escape unit. Returns the length the full
- * escaped text needs (without the NUL), like snprintf. With out_cap of at least
- * LOG_ESCAPE_MAX_PER_BYTE * len + 1 it takes a single unchecked pass, which may
- * leave scratch bytes in out after the NUL.
+ * escaped text needs (without the NUL), like snprintf: out_cap of
+ * LOG_ESCAPE_MAX_PER_BYTE * len + 1 always holds it all.
  */
 size_t log_escape(char *out, size_t out_cap, const uint8_t *in, size_t len);
 

@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "log.h"
+#include "log_fast.h"
 #include "vectors.h"
 
 static void test_escape_vectors(void)
@@ -76,10 +77,11 @@ static void test_escape_every_single_byte(void)
 }
 
 /*
- * Differential tests: a plain reading of PROTOCOL.md section 6, one code point
- * at a time, against the fast escaper, on many pseudo-random inputs. The
- * reference also marks where each printed unit ends ("\xHH", "\n", one
- * character), to check truncated results.
+ * Differential tests: a second plain reading of PROTOCOL.md section 6, one
+ * code point at a time (decoding first, unlike log_escape()), against both
+ * log_escape() and the fast path log_fast_escape(), on many inputs from a
+ * fixed-seed PRNG. It also marks where each printed unit ends ("\xHH", "\n",
+ * one character), to check truncated results.
  */
 typedef struct {
     char *text;
@@ -209,10 +211,21 @@ static size_t rng_below(size_t n)
     return n == 0 ? 0 : (size_t)(rng_next() % n);
 }
 
-/* Compares the fast escaper with the reference at the caps that matter: no
- * room, exactly the worst case (4 * len + 1, the single-pass path), one less
- * (the checked path), the exact fit, one too few, and random ones. Prints
- * the first few inputs that differ. Returns 0 when all agree. */
+/* log_fast_escape into a heap buffer of exactly the 4 * len bytes it may
+ * use must give the reference's text. Returns 0 when it does. */
+static int fast_escape_matches(const ref_escaped *r, const uint8_t *in, size_t len)
+{
+    char *out = malloc(4 * len + 1);
+    int ok = log_fast_escape(out, in, len) == r->len && memcmp(out, r->text, r->len) == 0;
+
+    free(out);
+    return ok ? 0 : -1;
+}
+
+/* Compares log_escape with the test's reference at the caps that matter: no
+ * room, the worst case (4 * len + 1), one less, the exact fit, one too few,
+ * and random ones; and log_fast_escape. Prints the first few inputs that
+ * differ. Returns 0 when all agree. */
 static int escape_matches(const uint8_t *input, size_t len)
 {
     static int reported;
@@ -227,6 +240,8 @@ static int escape_matches(const uint8_t *input, size_t len)
     for (k = 0; k < sizeof caps / sizeof caps[0]; k++)
         if (escape_matches_at(&r, in, len, caps[k]) < 0)
             bad = 1;
+    if (fast_escape_matches(&r, in, len) < 0)
+        bad = 1;
     free(in);
     if (bad && reported++ < 5) {
         fprintf(stderr, "  differs from the reference (len %zu):", len);
