@@ -1,0 +1,421 @@
+"""Helpers of the Wireshark dissector tests: tools, tshark runs, pcaps, processes, raw peers.
+
+Imported by name (pytest puts this directory first on sys.path: it has no __init__.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from noise.connection import NoiseConnection
+
+ROOT = Path(__file__).resolve().parents[2]
+LUA = ROOT / "wireshark" / "securemsg.lua"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+PROLOGUE = b"securemsg-noise-v1"
+NOISE_NAME = b"Noise_NNpsk0_25519_ChaChaPoly_SHA256"
+DEFAULT_KEY = b"MY_SECRET_KEY"
+
+
+class HarnessError(RuntimeError):
+    """A helper process or peer did not behave: the test fails with this text."""
+
+
+# -- tools ------------------------------------------------------------------------------
+
+
+def tools_required() -> bool:
+    """CI and REQUIRE_DOCKER=1 runs must have every tool: a missing one fails, never skips."""
+    return os.environ.get("REQUIRE_DOCKER") == "1" or os.environ.get("CI", "").lower() == "true"
+
+
+def tshark_path() -> str:
+    path = shutil.which("tshark")
+    if path:
+        return path
+    reason = "tshark is not installed (apt-get install tshark; scripts/setup.sh does)"
+    if tools_required():
+        pytest.fail(f"{reason}, and CI=true or REQUIRE_DOCKER=1 requires it", pytrace=False)
+    pytest.skip(reason)
+    raise AssertionError("unreachable")
+
+
+def capture_program() -> str:
+    """tcpdump, else dumpcap (installed with tshark). Missing both is always a failure."""
+    tcpdump = shutil.which("tcpdump")
+    if tcpdump:
+        return tcpdump
+    if tools_required():
+        pytest.fail("tcpdump is not installed, and CI=true or REQUIRE_DOCKER=1 requires it",
+                    pytrace=False)
+    dumpcap = shutil.which("dumpcap")
+    if dumpcap:
+        return dumpcap
+    pytest.fail("neither tcpdump nor dumpcap is installed: no way to capture", pytrace=False)
+    raise AssertionError("unreachable")
+
+
+def tshark_version(tshark: str) -> str:
+    out = subprocess.run([tshark, "--version"], capture_output=True, text=True, timeout=60,
+                         check=False).stdout
+    return out.splitlines()[0] if out else "unknown"
+
+
+# -- tshark with the dissector ----------------------------------------------------------
+
+
+@dataclass
+class Frame:
+    """One securemsg frame as the dissector showed it."""
+
+    packet: int
+    stream: int
+    src_port: int
+    dst_port: int
+    segments: int  # TCP segments reassembled into this packet's data (1: none)
+    fields: dict[str, str | list[str]]
+    experts: list[str]
+
+    def get(self, name: str) -> str | None:
+        value = self.fields.get(f"securemsg.{name}")
+        return value if isinstance(value, str) or value is None else value[0]
+
+    def number(self, name: str) -> int | None:
+        value = self.get(name)
+        return None if value is None else int(value)
+
+    def raw(self, name: str) -> bytes | None:
+        value = self.get(name)
+        return None if value is None else bytes.fromhex(value.replace(":", ""))
+
+    @property
+    def direction(self) -> int | None:
+        return self.number("direction")
+
+
+def _collect(tree: object, out: dict[str, str | list[str]], experts: list[str]) -> None:
+    """Flatten a securemsg item of tshark's JSON: subtrees (`*_tree`, `_ws.expert`) merged."""
+    if not isinstance(tree, dict):
+        return
+    for key, value in tree.items():
+        if key == "_ws.expert.message":
+            experts.extend(value if isinstance(value, list) else [value])
+        elif isinstance(value, dict):
+            _collect(value, out, experts)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for item in value:
+                _collect(item, out, experts)
+        else:
+            out.setdefault(key, value)
+
+
+def _as_list(value: object) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def parse_tshark_json(text: str) -> list[Frame]:
+    frames = []
+    for packet in json.loads(text or "[]"):
+        layers = packet["_source"]["layers"]
+        tcp = layers.get("tcp", {})
+        segments = tcp.get("tcp.segments", layers.get("tcp.segments", {}))
+        count = int(segments.get("tcp.segment.count", 1)) if isinstance(segments, dict) else 1
+        for item in _as_list(layers.get("securemsg")):
+            found: dict[str, str | list[str]] = {}
+            experts: list[str] = []
+            _collect(item, found, experts)
+            frames.append(Frame(
+                packet=int(layers["frame"]["frame.number"]),
+                stream=int(tcp["tcp.stream"]),
+                src_port=int(tcp["tcp.srcport"]),
+                dst_port=int(tcp["tcp.dstport"]),
+                segments=count,
+                fields=found,
+                experts=experts,
+            ))
+    return frames
+
+
+def run_tshark(tshark: str, pcap: Path, *options: str) -> list[Frame]:
+    """Every securemsg frame of the capture, in order, with the dissector loaded."""
+    argv = [tshark, "-n", "-X", f"lua_script:{LUA}", "-r", str(pcap), "-Y", "securemsg",
+            "-T", "json", "--no-duplicate-keys", "-J", "frame tcp tcp.segments securemsg", *options]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
+    problems = [line for line in proc.stderr.splitlines()
+                if "Lua" in line or "rror" in line or "arning" in line]
+    if proc.returncode != 0 or problems or "Lua Error" in proc.stdout:
+        raise AssertionError(f"{argv} exited {proc.returncode}:\n{proc.stderr}"
+                             + ("\nLua Error in the output" if "Lua Error" in proc.stdout else ""))
+    return parse_tshark_json(proc.stdout)
+
+
+def by_stream(frames: list[Frame]) -> dict[int, list[Frame]]:
+    streams: dict[int, list[Frame]] = {}
+    for frame in frames:
+        streams.setdefault(frame.stream, []).append(frame)
+    return streams
+
+
+# -- synthetic pcaps (Ethernet, IPv4, TCP; checksums are not checked by Wireshark) -------
+
+
+@dataclass
+class SyntheticTcp:
+    """One TCP connection written packet by packet into a classic pcap."""
+
+    client_port: int
+    server_port: int
+    packets: list[bytes] = field(default_factory=list)
+    seq: dict[bool, int] = field(default_factory=lambda: {True: 1000, False: 5000})
+
+    def _packet(self, from_client: bool, flags: int, payload: bytes = b"") -> None:
+        src, dst = (self.client_port, self.server_port)
+        if not from_client:
+            src, dst = dst, src
+        tcp = struct.pack("!HHIIBBHHH", src, dst, self.seq[from_client],
+                          self.seq[not from_client], 5 << 4, flags, 65535, 0, 0)
+        total = 20 + len(tcp) + len(payload)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 6, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+        eth = b"\x00" * 12 + b"\x08\x00"
+        self.packets.append(eth + ip + tcp + payload)
+        self.seq[from_client] = (self.seq[from_client] + len(payload)
+                                 + (1 if flags & 0x03 else 0)) & 0xFFFFFFFF
+
+    def open(self) -> SyntheticTcp:
+        self._packet(True, 0x02)   # SYN
+        self._packet(False, 0x12)  # SYN, ACK
+        self._packet(True, 0x10)   # ACK
+        return self
+
+    def send(self, from_client: bool, payload: bytes) -> SyntheticTcp:
+        self._packet(from_client, 0x18, payload)  # PSH, ACK
+        return self
+
+    def close(self) -> SyntheticTcp:
+        self._packet(True, 0x11)
+        self._packet(False, 0x11)
+        self._packet(True, 0x10)
+        return self
+
+
+def write_pcap(path: Path, connections: list[SyntheticTcp]) -> Path:
+    """All packets of the connections, one after another, 1 ms apart."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)]
+    usec = 0
+    for connection in connections:
+        for packet in connection.packets:
+            usec += 1000
+            out.append(struct.pack("<IIII", 1_700_000_000 + usec // 1_000_000,
+                                   usec % 1_000_000, len(packet), len(packet)))
+            out.append(packet)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + payload
+
+
+def xor(data: bytes, key: bytes = DEFAULT_KEY) -> bytes:
+    return bytes(b ^ key[i % len(key)] for i, b in enumerate(data))
+
+
+def ack_text(length: int) -> bytes:
+    return f"ACK: Received {length} bytes".encode()
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+class Process:
+    """A program started by a test: output lines collected by a thread, stopped by pid."""
+
+    def __init__(self, argv: list[str], name: str, merge: bool = True) -> None:
+        self.name = name
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge else subprocess.PIPE, text=True,
+            errors="replace")
+        stream = self.proc.stdout if merge else self.proc.stderr
+        assert stream is not None
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+        raise HarnessError(f"{self.name}: no line matching {pattern!r} within {timeout} s; "
+                           f"saw {self.seen!r} (exit status {self.proc.poll()})")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+
+
+def server_argv(lang: str, cipher: str, key_file: Path | None) -> list[str]:
+    keys = ["--key-file", str(key_file)] if key_file else []
+    if lang == "c":
+        return [str(ROOT / "c" / "server"), "--cipher", cipher, *keys, "--bind", "127.0.0.1",
+                "0"]
+    return [str(PYTHON), str(ROOT / "python" / "server.py"), "--cipher", cipher, *keys,
+            "--bind", "127.0.0.1", "--port", "0"]
+
+
+def client_argv(lang: str, cipher: str, key_file: Path | None, port: int,
+                message: str | None) -> list[str]:
+    keys = ["--key-file", str(key_file)] if key_file else []
+    if lang == "c":
+        tail = [] if message is None else [message]
+        return [str(ROOT / "c" / "client"), "--cipher", cipher, *keys, "127.0.0.1", str(port),
+                *tail]
+    tail = [] if message is None else ["--message", message]
+    return [str(PYTHON), str(ROOT / "python" / "client.py"), "--cipher", cipher, *keys,
+            "--host", "127.0.0.1", "--port", str(port), *tail]
+
+
+@contextlib.contextmanager
+def started_server(lang: str, cipher: str, key_file: Path | None) -> Iterator[int]:
+    server = Process(server_argv(lang, cipher, key_file), f"{lang} {cipher} server")
+    try:
+        port = int(server.wait_for(r"Listening on 127\.0\.0\.1:(\d+)", timeout=30).group(1))
+        yield port
+    finally:
+        server.stop()
+
+
+class LoopbackCapture:
+    """tcpdump (or dumpcap) on lo writing a pcap of some TCP ports; stopped with SIGINT."""
+
+    def __init__(self, program: str, ports: list[int], path: Path) -> None:
+        flt = " or ".join(f"tcp port {port}" for port in ports)
+        if Path(program).name == "dumpcap":
+            argv = [program, "-i", "lo", "-n", "-F", "pcap", "-f", flt, "-w", str(path)]
+        else:  # immediate mode: a SIGINT must not leave packets in the kernel's ring
+            argv = [program, "-i", "lo", "-p", "-n", "--immediate-mode", "-U", "-s", "0",
+                    "-w", str(path), flt]
+        self.path = path
+        self.process = Process(argv, Path(program).name)
+
+    def start(self) -> None:
+        try:
+            self.process.wait_for(r"[Ll]istening on|Capturing on", timeout=20)
+        except HarnessError:
+            self.process.stop(signal.SIGINT)
+            raise
+
+    def stop(self) -> None:
+        time.sleep(0.3)  # the last ACKs and FINs reach the capture
+        self.process.stop(signal.SIGINT, timeout=15)
+
+
+def run_client(argv: list[str], stdin: bytes | None) -> None:
+    proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=60, check=False)
+    if proc.returncode != 0:
+        raise HarnessError(f"{argv[:6]} exited {proc.returncode}: {proc.stderr[-2000:]!r}")
+
+
+# -- raw peers: the split and coalesced cases -------------------------------------------
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise HarnessError(f"connection closed after {len(data)} of {size} bytes")
+        data += chunk
+    return bytes(data)
+
+
+def recv_frame(sock: socket.socket) -> bytes:
+    (length,) = struct.unpack(">I", recv_exact(sock, 4))
+    return recv_exact(sock, length)
+
+
+def send_in_pieces(sock: socket.socket, data: bytes, cuts: list[int]) -> None:
+    """Each piece its own segment: TCP_NODELAY, and a pause for the stack to send it."""
+    start = 0
+    for cut in [*cuts, len(data)]:
+        sock.sendall(data[start:cut])
+        start = cut
+        time.sleep(0.05)
+
+
+def wait_closed(sock: socket.socket, timeout: float = 15) -> None:
+    sock.settimeout(timeout)
+    with contextlib.suppress(ConnectionResetError):
+        while sock.recv(4096):
+            pass
+
+
+class NoisePeer:
+    """An NNpsk0 initiator from the independent noiseprotocol package."""
+
+    def __init__(self, psk: bytes) -> None:
+        self.noise = NoiseConnection.from_name(NOISE_NAME)
+        self.noise.set_as_initiator()
+        self.noise.set_psks(psk=psk)
+        self.noise.set_prologue(PROLOGUE)
+        self.noise.start_handshake()
+
+    def message1(self) -> bytes:
+        return frame(bytes(self.noise.write_message(b"")))
+
+    def read_message2(self, payload: bytes) -> None:
+        if self.noise.read_message(payload) != b"" or not self.noise.handshake_finished:
+            raise HarnessError("handshake message 2 did not complete the handshake")
+
+    def chunk(self, data: bytes) -> bytes:
+        """One message in one chunk: marker 0x01 (last), then the data."""
+        return frame(bytes(self.noise.encrypt(b"\x01" + data)))
+
+    def read_ack(self, payload: bytes) -> bytes:
+        plain = bytes(self.noise.decrypt(payload))
+        if plain[:1] != b"\x01":
+            raise HarnessError(f"ACK chunk with marker {plain[:1]!r}")
+        return plain[1:]
