@@ -2,7 +2,8 @@
 # Installs what the lab and its tests need, and nothing that is already there:
 #   1. Debian packages: build tools and libsodium for the C programs, jansson for the C
 #      tests, python3-venv for the project's virtual environment, mmdebstrap for the
-#      registry-less base images, tcpdump for the demo's capture.
+#      registry-less base images, tcpdump for the demo's capture, tshark for the
+#      Wireshark dissector's tests (wireshark/).
 #   2. The project's virtual environment .venv, made from the distribution's python3
 #      (Debian 12 / Ubuntu 24.04 mark it externally managed, PEP 668, so pip never
 #      touches it), with this project installed editable and its dev extras.
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(gcc make libc6-dev pkg-config libsodium-dev libjansson-dev python3 python3-venv
-              mmdebstrap tcpdump)
+              mmdebstrap tcpdump tshark)
 readonly VENV=.venv
 readonly STAMP="$VENV/.securemsg-installed"
 
@@ -33,6 +34,9 @@ install_debian_packages() {
     done
     ((${#missing[@]})) || return 0
     log "installing Debian packages: ${missing[*]}"
+    # wireshark-common asks whether non-root users may capture: no (and never a prompt).
+    echo "wireshark-common wireshark-common/install-setuid boolean false" \
+        | as_root debconf-set-selections
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${missing[@]}"
