@@ -58,6 +58,8 @@ def test_worked_example_on_the_default_port(tshark: str, tmp_path: Path) -> None
     assert ack.number("ack_n") == 12 and ack.number("request_len") == 12
     assert ack.number("request_in") == request.packet
     assert request.experts == [] and ack.experts == []
+    two_pass = run_tshark(tshark, tmp_path / "x.pcap", "-2")  # as Wireshark, file loaded
+    assert two_pass[0].number("ack_in") == ack.packet
 
 
 def test_every_lab_port_and_no_other(tshark: str, tmp_path: Path) -> None:
