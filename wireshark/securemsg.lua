@@ -430,7 +430,7 @@ end
 
 -- One frame, and the frame-level loop over a TCP payload --------------------------------
 
-local function frame_tree(tree, tvb, offset, size, dir, length)
+local function frame_tree(tree, tvb, offset, size, dir)
     local ftree = tree:add(proto, tvb(offset, size))
     ftree:add(f.direction, dir):set_generated()
     ftree:add(f.length, tvb(offset, 4))
@@ -439,7 +439,7 @@ end
 
 local function dissect_frame(tvb, offset, length, pinfo, tree, st, dir)
     local info = frame_info(tvb, offset, length, pinfo, st, dir)
-    local ftree = frame_tree(tree, tvb, offset, 4 + length, dir, length)
+    local ftree = frame_tree(tree, tvb, offset, 4 + length, dir)
     ftree:add(f.mode, info.mode):set_generated()
     ftree:add(f.index, info.index):set_generated()
     local summary
@@ -457,7 +457,7 @@ end
 local function dissect_oversize(tvb, offset, length, limit, pinfo, tree, st, dir)
     st.broken[dir] = st.broken[dir] or pinfo.number
     local rest = tvb:len() - offset
-    local ftree = frame_tree(tree, tvb, offset, rest, dir, length)
+    local ftree = frame_tree(tree, tvb, offset, rest, dir)
     ftree:add_proto_expert_info(ef.too_large,
         string.format("Frame length %d above the maximum frame %d", length, limit))
     if rest > 4 then
@@ -512,7 +512,7 @@ local function dissect_payload(tvb, pinfo, tree, heuristic_port)
                 pinfo.desegment_len = 4 + length - avail
                 return total
             end
-            local ftree = frame_tree(tree, tvb, offset, avail, dir, length)
+            local ftree = frame_tree(tree, tvb, offset, avail, dir)
             ftree:add_proto_expert_info(ef.partial)
             return total
         end
