@@ -5,7 +5,8 @@ VENV   := .venv
 PYTHON := $(CURDIR)/$(VENV)/bin/python
 export PYTHON
 
-.PHONY: help setup build lab lab-down base-image images test test-c lint matrix bench demo clean clean-venv
+.PHONY: help setup build lab lab-down base-image images test test-c lint matrix bench demo clean clean-venv \
+        handout-start check
 
 help:
 	@echo "make lab        install what is missing, build everything, run the Docker lab (Ctrl-C stops)"
@@ -21,6 +22,8 @@ help:
 	@echo "make test-c     the C unit tests alone (ASan+UBSan)"
 	@echo "make lint       ruff over all Python code"
 	@echo "make clean      remove build outputs and results/"
+	@echo "make handout-start  the lab handout's workspace, handout/work (FORCE=1 starts over)"
+	@echo "make check      check the handout's tasks (TASK=3: one task): PASS or FAIL with a hint"
 
 setup:
 	scripts/setup.sh
@@ -57,6 +60,13 @@ bench: setup build
 
 demo: setup build
 	$(PYTHON) scripts/demo.py $(ARGS)
+
+# The lab handout (handout/HANDOUT.md): a workspace with the planted bugs, and its checks.
+handout-start: setup
+	$(PYTHON) -m securemsg_lab.handout start $(if $(FORCE),--force)
+
+check: setup build
+	$(PYTHON) -m securemsg_lab.handout check $(TASK)
 
 clean:
 	$(MAKE) -C c clean

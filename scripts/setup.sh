@@ -3,7 +3,7 @@
 #   1. Debian packages: build tools and libsodium for the C programs, jansson for the C
 #      tests, python3-venv for the project's virtual environment, mmdebstrap for the
 #      registry-less base images, tcpdump for the demo's capture, tshark for the
-#      Wireshark dissector's tests (wireshark/).
+#      Wireshark dissector's tests (wireshark/), patch for the handout's planted bugs.
 #   2. The project's virtual environment .venv, made from the distribution's python3
 #      (Debian 12 / Ubuntu 24.04 mark it externally managed, PEP 668, so pip never
 #      touches it), with this project installed editable and its dev extras.
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(gcc make libc6-dev pkg-config libsodium-dev libjansson-dev python3 python3-venv
-              mmdebstrap tcpdump tshark)
+              mmdebstrap tcpdump tshark patch)
 readonly VENV=.venv
 readonly STAMP="$VENV/.securemsg-installed"
 

@@ -1,0 +1,220 @@
+"""Every handout check against the reference solution (PASS) and a wrong answer or the
+planted-bug variant (FAIL). Loopback only; every process is the checks' own or ours."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import handout_solutions as sol
+import pytest
+from handout_pcap import connection_pcap
+from securemsg_lab.handout.cli import run_check
+from securemsg_lab.handout.result import Result
+from securemsg_lab.handout.workspace import REPO, Workspace, start
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace as `make handout-start` makes it: both bugs planted, no answers."""
+    work = tmp_path_factory.mktemp("handout") / "work"
+    start(work, seed=7)
+    return work
+
+
+@pytest.fixture(scope="module")
+def fixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with the reference fixes and every reference answer."""
+    work = tmp_path_factory.mktemp("handout") / "work"
+    start(work, seed=11)
+    for bug in ("A-split-write", "B-empty-ack"):
+        sol.fix_bug(work, bug)
+    return work
+
+
+@pytest.fixture
+def ws(tmp_path: Path, planted: Path) -> Workspace:
+    """A fresh answers directory beside the planted workspace's challenges."""
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("challenge", ".state.json"):
+        src = planted / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    (work / "answers").mkdir()
+    return Workspace(work)
+
+
+def check(task: int, ws: Workspace) -> Result:
+    result = run_check(task, ws)
+    print(result.render())
+    return result
+
+
+def test_start_copies_and_plants(planted: Path) -> None:
+    assert "net_write_all(c->fd, out, 4)" in (planted / "c" / "server.c").read_text()
+    assert "is Message and event.data" in (planted / "python/securemsg/server.py").read_text()
+    assert not (planted / "c" / "build").exists()
+    assert sorted(p.name for p in (planted / "challenge").iterdir()) == ["task4.txt",
+                                                                          "task5.txt"]
+
+
+def test_start_keeps_an_existing_workspace(planted: Path) -> None:
+    marker = planted / "answers" / "keep.txt"
+    marker.write_text("mine")
+    assert "already exists" in start(planted)[0]
+    assert marker.read_text() == "mine"
+    marker.unlink()
+
+
+def test_missing_answer_fails_with_a_hint(ws: Workspace) -> None:
+    result = check(2, ws)
+    assert not result.passed and "task2.hex" in result.hint
+
+
+def test_task1_pass(ws: Workspace) -> None:
+    sol.task1(ws.answers)
+    assert check(1, ws).passed
+
+
+def test_task1_fail_on_a_made_up_record(ws: Workspace) -> None:
+    sol.task1(ws.answers)
+    path = ws.answers / "task1.txt"
+    path.write_text(path.read_text().replace("Received 22 bytes", "Received 23 bytes"))
+    result = check(1, ws)
+    assert not result.passed and "23 bytes" in result.why
+
+
+def test_task2_pass(ws: Workspace) -> None:
+    sol.task2(ws.answers)
+    result = check(2, ws)
+    assert result.passed and "Meet me at the lab" in result.why
+
+
+def test_task2_fail_when_the_key_does_not_restart(ws: Workspace) -> None:
+    message, key = b"Meet me at the lab", b"LAB_KEY"
+    stream = (key * 10)[3:]  # the key position carried over from a previous frame
+    wrong = sol.frame(bytes(m ^ k for m, k in zip(message, stream, strict=False)))
+    right_ack = sol.frame(sol.xor(sol.ack(len(message)), key))
+    (ws.answers / "task2.hex").write_text(f"{wrong.hex()}\n{right_ack.hex()}\n")
+    result = check(2, ws)
+    assert not result.passed and "payload byte 0" in result.why
+    assert any("a real server" in line for line in result.details)
+
+
+def test_task2_fail_on_little_endian_length(ws: Workspace) -> None:
+    sol.task2(ws.answers)
+    path = ws.answers / "task2.hex"
+    path.write_text(path.read_text().replace("00 00 00 12", "12 00 00 00", 1))
+    result = check(2, ws)
+    assert not result.passed and "length prefix" in result.why
+
+
+def xor_pcap(message: bytes, key: bytes = sol.DEFAULT_KEY) -> bytes:
+    up = sol.frame(sol.xor(message, key))
+    return connection_pcap([(up, sol.frame(sol.xor(sol.ack(len(message)), key)))], 6000)
+
+
+def test_task3_pass(ws: Workspace) -> None:
+    sol.task3(ws.answers, xor_pcap(b"Hello, Wireshark"), "Hello, Wireshark")
+    result = check(3, ws)
+    assert result.passed, result.render()
+
+
+def test_task3_fail_on_a_message_not_in_the_capture(ws: Workspace) -> None:
+    sol.task3(ws.answers, xor_pcap(b"Hello, Wireshark"), "Hello, Ethereal")
+    assert not check(3, ws).passed
+
+
+def test_task3_fail_without_an_exchange(ws: Workspace) -> None:
+    other_key = xor_pcap(b"Hello, Wireshark", b"NOT_THE_KEY")
+    sol.task3(ws.answers, other_key, "Hello, Wireshark")
+    result = check(3, ws)
+    assert not result.passed and "no securemsg xor exchange" in result.why
+
+
+def test_task3_fail_on_a_file_that_is_not_pcap(ws: Workspace) -> None:
+    sol.task3(ws.answers, b"not a capture at all, just text", "Hello")
+    assert not check(3, ws).passed
+
+
+def test_task4_pass(ws: Workspace) -> None:
+    sol.task4(ws.root)
+    result = check(4, ws)
+    assert result.passed and "room B-12" in result.why
+
+
+def test_task4_fail_on_a_repeated_key(ws: Workspace) -> None:
+    key = sol.recovered_key(ws.root)
+    (ws.answers / "task4.txt").write_text((key * 2).decode())
+    result = check(4, ws)
+    assert not result.passed and "longer than the key" in result.why
+
+
+def test_task4_fail_on_the_seed_key(ws: Workspace) -> None:
+    (ws.answers / "task4.txt").write_text("MY_SECRET_KEY\n")
+    assert not check(4, ws).passed
+
+
+def test_task5_pass(ws: Workspace) -> None:
+    sol.task5(ws.root)
+    result = check(5, ws)
+    assert result.passed and "PAY 99 EUR TO CAROL" in result.why
+
+
+def test_task5_fail_on_half_a_flip(ws: Workspace) -> None:
+    forged = bytearray(sol.forged_frame(ws.root))
+    forged[-1] ^= 0x01  # the last letter of CAROL left wrong
+    (ws.answers / "task5.hex").write_text(bytes(forged).hex())
+    result = check(5, ws)
+    assert not result.passed and "PAY 99 EUR TO CAROM" in result.why
+
+
+def test_task6_pass(ws: Workspace, tmp_path: Path) -> None:
+    sol.task6(ws.answers, tmp_path)
+    result = check(6, ws)
+    assert result.passed and "live:" in result.why
+
+
+def test_task6_fail_on_a_tampered_handshake(ws: Workspace, tmp_path: Path) -> None:
+    (ws.answers / "task6.txt").write_text(sol.noise_tamper_transcript(tmp_path, frame_index=0))
+    result = check(6, ws)
+    assert not result.passed and "handshake" in result.hint
+
+
+def test_task6_fail_on_an_xor_server(ws: Workspace) -> None:
+    sol.task1(ws.answers)
+    (ws.answers / "task1.txt").rename(ws.answers / "task6.txt")
+    assert not check(6, ws).passed
+
+
+def test_task7_fails_with_the_planted_bug(planted: Path) -> None:
+    result = check(7, Workspace(planted))
+    assert not result.passed and "much slower" in result.why
+
+
+def test_task7_passes_with_the_fix(fixed: Path) -> None:
+    result = check(7, Workspace(fixed))
+    assert result.passed, result.render()
+
+
+def test_task8_fails_with_the_planted_bug(planted: Path) -> None:
+    result = check(8, Workspace(planted))
+    assert not result.passed and "got no ACK" in result.why
+
+
+def test_task8_passes_with_the_fix(fixed: Path) -> None:
+    result = check(8, Workspace(fixed))
+    assert result.passed, result.render()
+
+
+def test_cli_exit_status(ws: Workspace) -> None:
+    sol.task2(ws.answers)
+    argv = [sys.executable, "-m", "securemsg_lab.handout", "--work", str(ws.root), "check"]
+    ok = subprocess.run([*argv, "2"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert ok.returncode == 0 and "Task 2 (read a frame by hand): PASS" in ok.stdout
+    bad = subprocess.run([*argv, "4"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert bad.returncode == 1 and "FAIL" in bad.stdout and "hint:" in bad.stdout
