@@ -1,7 +1,7 @@
-"""`python3 -m tests.integration`: run the interop matrix from the command line."""
+"""`python -m tests.integration`: the interop matrix (same as `securemsg-matrix`)."""
 
 import sys
 
-from .run import main
+from securemsg_lab.matrix.run import main
 
 sys.exit(main())

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.matrix import CellSpec, build_cells
-from tests.integration.pytest_matrix import MatrixRuns
+from securemsg_lab.matrix.cells import CellSpec, build_cells
+from securemsg_lab.matrix.pytest_plugin import MatrixRuns
 
 MATRIX_KIND = "local"
 CELLS = build_cells(backend="local")

@@ -1,8 +1,10 @@
-"""pytest glue: the selected cells of a matrix run once, in parallel, per session.
+"""pytest plugin: the selected cells of a matrix run once, in parallel, per session.
 
 pytest runs tests one after another; the matrix needs its cells in parallel to finish
 in a minute. So the first test of a matrix runs every *selected* cell (after -k, -m,
 node ids) with the runner's thread pool, and each test then reports its own cell.
+A test module declares its kind (`MATRIX_KIND = "docker"` or `"local"`) and
+parametrizes over `CellSpec`s; tests/conftest.py loads this plugin.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from .backend import Backend, BackendUnavailable
-from .matrix import (
+from ..backend import Backend, BackendUnavailable
+from .cells import (
     UNSUPPORTED,
     CellOutcome,
     CellSpec,
     make_backend,
     matrix_table,
     run_cells,
+    write_junit,
     write_results_json,
 )
 
@@ -90,6 +93,7 @@ class MatrixRuns:
         write_results_json(state.results / "results.json", outcomes,
                            {"backend": name, "wall_seconds": round(state.seconds, 2),
                             "runner": "pytest"})
+        write_junit(state.results / "junit.xml", outcomes, name, state.seconds)
         return state
 
     def check(self, kind: str, spec: CellSpec) -> None:
@@ -106,7 +110,7 @@ class MatrixRuns:
         rerun = spec.rerun_command(state.backend_name)
         message = (f"{spec.cell_id} {outcome.status}:\n{detail}\n"
                    f"logs: {outcome.logs}\nrerun: {rerun}")
-        if outcome.status == UNSUPPORTED and env_flag("MATRIX_ALLOW_UNSUPPORTED"):
+        if outcome.status == UNSUPPORTED:  # declared by the registry entry: not a failure
             pytest.skip(message)
         pytest.fail(message, pytrace=False)
 
@@ -121,3 +125,45 @@ class MatrixRuns:
                          f"logs and results.json in {state.results}")
             lines.append(matrix_table(outcomes))
         return lines
+
+
+# --- hooks (this module is a pytest plugin) ---------------------------------------------
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("securemsg matrix")
+    group.addoption("--matrix-backend", choices=("docker", "local"), default=None,
+                    help="backend of tests/integration/test_matrix.py (default: docker)")
+    group.addoption("--matrix-results", default=None,
+                    help="directory for cell logs, results.json and junit.xml "
+                         "(default: results/pytest)")
+    group.addoption("--matrix-jobs", type=int, default=None, help="cells in parallel")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[RUNS] = MatrixRuns(config)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Remember which cells this session selected (after -k/-m/deselection), per matrix
+    kind (the test module's MATRIX_KIND)."""
+    selected: dict[str, list[CellSpec]] = {}
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        spec = callspec.params.get("cell") if callspec is not None else None
+        kind = getattr(getattr(item, "module", None), "MATRIX_KIND", None)
+        if isinstance(spec, CellSpec) and kind is not None:
+            selected.setdefault(kind, []).append(spec)
+    session.config.stash[SELECTED] = selected
+
+
+@pytest.fixture(scope="session")
+def matrix_runs(pytestconfig: pytest.Config) -> MatrixRuns:
+    return pytestconfig.stash[RUNS]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    runs = terminalreporter.config.stash.get(RUNS, None)
+    if runs is None:
+        return
+    for line in runs.summary():
+        terminalreporter.write_line(line)

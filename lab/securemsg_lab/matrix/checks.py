@@ -10,8 +10,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..process import ProcResult
 from . import protocol
-from .backend import ProcResult
 
 Expected = protocol.Expected
 MAX_SHOWN = 160

@@ -1,8 +1,10 @@
 """Running cells: one per client x server x case x cipher, in parallel threads.
 
-Shared by the command-line runner (`python3 -m tests.integration`) and pytest. Every
-cell gets its own deadline, its logs saved under `<results>/<server>_<client>/<case>/`
-(`<case>-noise/` for noise), and a command that reruns just that cell.
+Shared by the command-line runner (`securemsg-matrix`) and pytest. Clients and servers
+are implementation names of the registry. Every cell gets its own deadline, its logs
+saved under `<results>/<server>_<client>/<case>/` (`<case>-noise/` for noise), and a
+command that reruns just that cell. A cell whose implementations lack a feature its
+case needs (registry `features`) is "unsupported": reported, never run, never failed.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ import os
 import shlex
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import registry as registry_module
+from .. import timeouts
+from ..backend import Backend, BackendUnavailable, Cell
+from ..registry import Implementation, Registry
 from . import protocol
-from .backend import Backend, BackendUnavailable, Cell
 from .cases import CASES, CASES_BY_NAME, Case, run_case
-from .programs import LANGUAGES
 
 CELL_GRACE = 15.0  # beyond the case's own timeout, before the cell is declared hung
 PASSED, FAILED, UNSUPPORTED = "passed", "failed", "unsupported"
@@ -44,7 +49,7 @@ class CellSpec:
         return results / f"{self.server}_{self.client}" / case_dir
 
     def rerun_command(self, backend: str) -> str:
-        return shlex.join(["python3", "-m", "tests.integration", "--backend", backend,
+        return shlex.join(["securemsg-matrix", "--backend", backend,
                            "-c", self.client, "-s", self.server, "-t", self.case,
                            "--cipher", self.cipher])
 
@@ -62,25 +67,25 @@ class CellOutcome:
         return self.status == PASSED
 
 
-def build_cells(clients: Iterable[str] = LANGUAGES, servers: Iterable[str] = LANGUAGES,
+def build_cells(clients: Iterable[str] | None = None, servers: Iterable[str] | None = None,
                 cases: Iterable[str] | None = None,
                 ciphers: Iterable[str] = protocol.CIPHERS,
-                backend: str | None = None) -> list[CellSpec]:
-    """Every combination, minus the cases that do not apply to a cipher or backend."""
+                backend: str | None = None, registry: Registry | None = None) -> list[CellSpec]:
+    """Every combination (default: every registered implementation both ways), minus the
+    cases that do not apply to a cipher or backend."""
+    known = (registry or registry_module.default()).names()
     names = list(cases) if cases is not None else [c.name for c in CASES]
-    return [CellSpec(c, s, name, cipher) for cipher in ciphers for c in clients
-            for s in servers for name in names
+    return [CellSpec(c, s, name, cipher) for cipher in ciphers
+            for c in (known if clients is None else clients)
+            for s in (known if servers is None else servers) for name in names
             if cipher in CASES_BY_NAME[name].ciphers
             and (backend is None or backend in CASES_BY_NAME[name].backends)]
 
 
-def unsupported_reason(backend: Backend, spec: CellSpec) -> str | None:
-    missing = [lang for lang in sorted({spec.client, spec.server})
-               if not backend.supports_cipher(lang, spec.cipher)]
-    if not missing:
-        return None
-    return (f"--cipher {spec.cipher} not supported by the {' and '.join(missing)} programs "
-            "(their --help does not mention --cipher)")
+def unsupported_reason(registry: Registry, spec: CellSpec) -> str | None:
+    case = CASES_BY_NAME[spec.case]
+    missing = case.missing(registry[spec.client], registry[spec.server], spec.cipher)
+    return "; ".join(missing) if missing else None
 
 
 def save_logs(cell: Cell, spec: CellSpec, results: Path, outcome: CellOutcome) -> Path:
@@ -101,35 +106,34 @@ def save_logs(cell: Cell, spec: CellSpec, results: Path, outcome: CellOutcome) -
     return directory
 
 
-def run_cell(backend: Backend, spec: CellSpec, results: Path | None) -> CellOutcome:
+def run_cell(backend: Backend, spec: CellSpec, results: Path | None,
+             registry: Registry) -> CellOutcome:
     """Run one cell with its deadline; a hung cell is failed and its resources released."""
     case: Case = CASES_BY_NAME[spec.case]
     started = time.monotonic()
-    cell = Cell(spec.cell_id, timeout=case.timeout)
-    try:
-        reason = unsupported_reason(backend, spec)
-    except Exception as error:  # noqa: BLE001 - a broken probe fails this cell only
-        outcome = CellOutcome(spec, FAILED, [f"--help probe failed: {error!r}"])
+    cell = Cell(spec.cell_id, timeout=timeouts.scaled(case.timeout))
+    reason = unsupported_reason(registry, spec)
+    if reason is not None:
+        outcome = CellOutcome(spec, UNSUPPORTED, [reason])
     else:
-        if reason is not None:
-            outcome = CellOutcome(spec, UNSUPPORTED, [reason])
-        else:
-            outcome = _run_with_deadline(backend, case, spec, cell)
+        outcome = _run_with_deadline(backend, case, spec, cell, registry)
     outcome.duration = time.monotonic() - started
     if results is not None:
         outcome.logs = str(save_logs(cell, spec, results, outcome))
     return outcome
 
 
-def _run_with_deadline(backend: Backend, case: Case, spec: CellSpec, cell: Cell) -> CellOutcome:
+def _run_with_deadline(backend: Backend, case: Case, spec: CellSpec, cell: Cell,
+                       registry: Registry) -> CellOutcome:
     box: dict[str, object] = {}
 
     def target() -> None:
-        box["result"] = run_case(case, backend, spec.client, spec.server, spec.cipher, cell)[1]
+        box["result"] = run_case(case, backend, registry[spec.client], registry[spec.server],
+                                 spec.cipher, cell)[1]
 
     worker = threading.Thread(target=target, name=spec.cell_id, daemon=True)
     worker.start()
-    worker.join(case.timeout + CELL_GRACE)
+    worker.join(cell.timeout + timeouts.scaled(CELL_GRACE))
     if worker.is_alive():
         backend.finish_cell(cell)  # kills what the cell started, which unblocks the worker
         worker.join(10)
@@ -159,14 +163,22 @@ def expected_cost(spec: CellSpec) -> float:
     return cost
 
 
+def implementations(registry: Registry, specs: list[CellSpec]) -> list[Implementation]:
+    """The implementations the cells name, in registry order."""
+    names = {s.client for s in specs} | {s.server for s in specs}
+    return [impl for impl in registry if impl.name in names]
+
+
 def run_cells(backend: Backend, specs: list[CellSpec], results: Path | None, jobs: int,
-              progress: Callable[[CellOutcome], None] | None = None) -> list[CellOutcome]:
+              progress: Callable[[CellOutcome], None] | None = None,
+              registry: Registry | None = None) -> list[CellOutcome]:
     """All cells, longest cases first so that the parallel run packs well."""
-    backend.prepare(sorted({s.client for s in specs} | {s.server for s in specs}))
+    registry = registry or registry_module.default()
+    backend.prepare(implementations(registry, specs))
     order = sorted(specs, key=lambda s: -expected_cost(s))
     outcomes: list[CellOutcome] = []
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="cell")
-    futures = [pool.submit(run_cell, backend, spec, results) for spec in order]
+    futures = [pool.submit(run_cell, backend, spec, results, registry) for spec in order]
     try:
         for future in as_completed(futures):
             outcome = future.result()
@@ -206,7 +218,8 @@ def matrix_table(outcomes: list[CellOutcome]) -> str:
             lines.append(row)
         lines.append("cases, in mark order: " + ", ".join(cases))
         lines.append("")
-    lines.append("marks: ✓ passed, ✗ failed, ? unsupported (program lacks the option)")
+    lines.append("marks: ✓ passed, ✗ failed, ? unsupported (an implementation lacks a feature "
+                 "the case needs)")
     return "\n".join(lines)
 
 
@@ -238,35 +251,49 @@ def write_results_json(path: Path, outcomes: list[CellOutcome], meta: dict[str, 
                                ensure_ascii=False))
 
 
+def write_junit(path: Path, outcomes: list[CellOutcome], backend: str,
+                wall_seconds: float) -> None:
+    """The same cells as JUnit XML (CI dashboards): one testcase per cell, classname
+    SERVER_CLIENT, an unsupported cell as <skipped> with its reason."""
+    count = {status: sum(1 for o in outcomes if o.status == status)
+             for status in (FAILED, UNSUPPORTED)}
+    suite = ET.Element("testsuite", name=f"securemsg-matrix-{backend}", tests=str(len(outcomes)),
+                       failures=str(count[FAILED]), errors="0", skipped=str(count[UNSUPPORTED]),
+                       time=f"{wall_seconds:.3f}")
+    for outcome in outcomes:
+        spec = outcome.spec
+        case = ET.SubElement(suite, "testcase", classname=f"{spec.server}_{spec.client}",
+                             name=f"{spec.case}-{spec.cipher}", time=f"{outcome.duration:.3f}")
+        reasons = "\n".join(outcome.reasons)
+        if outcome.status == FAILED:
+            failure = ET.SubElement(case, "failure", message=(outcome.reasons or ["failed"])[0])
+            failure.text = f"{reasons}\nlogs: {outcome.logs}\nrerun: {spec.rerun_command(backend)}"
+        elif outcome.status == UNSUPPORTED:
+            ET.SubElement(case, "skipped", message=f"unsupported: {reasons}")
+    tree = ET.ElementTree(ET.Element("testsuites"))
+    tree.getroot().append(suite)
+    ET.indent(tree)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
 # --- backends ------------------------------------------------------------------------------
-
-def docker_answers() -> bool:
-    try:
-        import docker  # only the docker backend needs the SDK
-
-        client = docker.from_env(timeout=5)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:  # noqa: BLE001 - any failure means: no usable engine
-        return False
-
 
 def make_backend(name: str | None = None, *, rebuild: bool = False) -> Backend:
     """`docker`, `local`, or None: Docker when an engine answers (REQUIRE_DOCKER=1: must)."""
+    from ..docker import engine_answers  # the SDK is imported only here
+
     require = os.environ.get("REQUIRE_DOCKER", "") not in ("", "0")
     if name is None:
-        name = "docker" if require or docker_answers() else "local"
+        name = "docker" if require or engine_answers() else "local"
     if name == "local":
-        from .local import LocalBackend
+        from ..local import LocalBackend
 
         return LocalBackend()
     if name == "docker":
-        if not docker_answers():
+        if not engine_answers():
             raise BackendUnavailable("no Docker engine answers (REQUIRE_DOCKER="
                                      f"{os.environ.get('REQUIRE_DOCKER', '')!r})")
-        from .dockerbackend import DockerBackend
+        from ..docker import DockerBackend
 
         return DockerBackend(rebuild=rebuild)
     raise ValueError(f"unknown backend {name!r}")

@@ -1,42 +1,48 @@
 """Command-line runner for the interop matrix (quic-interop-runner style filters).
 
-    python3 -m tests.integration                      # every cell, Docker if it answers
-    python3 -m tests.integration --backend local -c c -s python -t single_message,interactive
-    python3 -m tests.integration --cipher noise -j 8 --results /tmp/results
+    securemsg-matrix                                  # every cell, Docker if it answers
+    securemsg-matrix --backend local -c c -s python -t single_message,interactive
+    securemsg-matrix --cipher noise -j 8 --results /tmp/results
+    securemsg-matrix --implementations my-impl.toml -c my-impl   # an extra implementation
 
 Prints a matrix table and, for each failed cell, its reasons and a command that reruns
-just that cell; writes `<results>/results.json`; exits 1 when any cell failed.
+just that cell; writes `<results>/results.json` and `<results>/junit.xml`; exits 1 when
+any cell failed (cells an implementation cannot run are "unsupported", not failed).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import registry as registry_module
+from ..backend import BackendUnavailable
+from ..registry import Registry, RegistryError
 from . import protocol
-from .backend import BackendUnavailable
 from .cases import CASES
-from .matrix import (
+from .cells import (
     PASSED,
     UNSUPPORTED,
     CellOutcome,
     build_cells,
     failure_report,
+    implementations,
     make_backend,
     matrix_table,
     run_cells,
+    write_junit,
     write_results_json,
 )
-from .programs import LANGUAGES
 
 DEFAULT_JOBS = {"docker": 10, "local": 4}
 
 
-def comma_list(allowed: tuple[str, ...] | list[str], what: str) -> Callable[[str], list[str]]:
+def comma_list(allowed: list[str], what: str) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
         items = [item.strip() for item in text.split(",") if item.strip()]
         unknown = [item for item in items if item not in allowed]
@@ -47,36 +53,57 @@ def comma_list(allowed: tuple[str, ...] | list[str], what: str) -> Callable[[str
     return parse
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, registry: Registry) -> argparse.Namespace:
     case_names = [case.name for case in CASES]
-    parser = argparse.ArgumentParser(prog="python3 -m tests.integration",
+    names = registry.names()
+    parser = argparse.ArgumentParser(prog="securemsg-matrix",
                                      description="securemsg client x server interop matrix")
-    parser.add_argument("-c", "--client", type=comma_list(LANGUAGES, "client"),
-                        default=list(LANGUAGES), help="client languages, comma list")
-    parser.add_argument("-s", "--server", type=comma_list(LANGUAGES, "server"),
-                        default=list(LANGUAGES), help="server languages, comma list")
+    parser.add_argument("--implementations", metavar="PATHS",
+                        help="extra registry entries: TOML files or directories, "
+                             f"':'-separated (added to ${registry_module.ENV_VAR})")
+    parser.add_argument("-c", "--client", type=comma_list(names, "client"), default=names,
+                        help="client implementations, comma list: " + ", ".join(names))
+    parser.add_argument("-s", "--server", type=comma_list(names, "server"), default=names,
+                        help="server implementations, comma list")
     parser.add_argument("-t", "--test", type=comma_list(case_names, "test"),
                         default=case_names, help="cases, comma list: " + ", ".join(case_names))
-    parser.add_argument("--cipher", type=comma_list(protocol.CIPHERS, "cipher"),
+    parser.add_argument("--cipher", type=comma_list(list(protocol.CIPHERS), "cipher"),
                         default=list(protocol.CIPHERS), help="ciphers, comma list")
     parser.add_argument("--backend", choices=("docker", "local"), default=None,
                         help="default: docker when an engine answers, else local")
     parser.add_argument("--results", type=Path, default=None,
                         help="results directory (default: results/<timestamp>)")
     parser.add_argument("-j", "--jobs", type=int, default=None, help="cells in parallel")
-    parser.add_argument("--allow-unsupported", action="store_true",
-                        help="do not fail because a program lacks --cipher (still reported)")
     parser.add_argument("--rebuild", action="store_true",
                         help="docker: rebuild the images first (default: only when missing "
                              "or older than the sources)")
-    parser.add_argument("-l", "--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("-l", "--list", action="store_true",
+                        help="list the implementations and cases, and exit")
     return parser.parse_args(argv)
 
 
-def list_cases() -> None:
+def load_registry(argv: list[str] | None) -> Registry:
+    """The registry, with the entries of --implementations (read before the other options,
+    whose choices it extends)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--implementations", default=None)
+    known, _ = pre.parse_known_args(argv)
+    if known.implementations is None:
+        return registry_module.default()
+    extra = os.environ.get(registry_module.ENV_VAR, "")
+    return registry_module.load(os.pathsep.join(
+        part for part in (extra, known.implementations) if part))
+
+
+def list_all(registry: Registry) -> None:
+    for impl in registry:
+        print(f"{impl.name:14} {', '.join(sorted(impl.features)):58} {impl.source}")
+    print()
     for case in CASES:
         where = ",".join(case.ciphers + case.backends)
-        print(f"{case.name:22} {case.timeout:4.0f} s  [{where}]  {case.description}")
+        needs = ",".join(sorted(case.client_needs | case.server_needs)) or "-"
+        print(f"{case.name:22} {case.timeout:4.0f} s  [{where}] needs {needs}: "
+              f"{case.description}")
 
 
 def default_results() -> Path:
@@ -90,9 +117,14 @@ def progress(outcome: CellOutcome) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    try:
+        registry = load_registry(argv)
+    except RegistryError as error:
+        print(f"[ERROR] {error}", file=sys.stderr)
+        return 2
+    args = parse_args(argv, registry)
     if args.list:
-        list_cases()
+        list_all(registry)
         return 0
     try:
         backend = make_backend(args.backend, rebuild=args.rebuild)
@@ -101,16 +133,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     results = args.results or default_results()
     results.mkdir(parents=True, exist_ok=True)
-    specs = build_cells(args.client, args.server, args.test, args.cipher, backend.name)
+    specs = build_cells(args.client, args.server, args.test, args.cipher, backend.name,
+                        registry)
     jobs = args.jobs or DEFAULT_JOBS[backend.name]
     print(f"{len(specs)} cells on the {backend.name} backend, {jobs} in parallel; "
           f"logs in {results}/", flush=True)
     try:
         prepare_started = time.monotonic()
-        backend.prepare(sorted({s.client for s in specs} | {s.server for s in specs}))
+        backend.prepare(implementations(registry, specs))
         print(f"images/programs ready in {time.monotonic() - prepare_started:.1f} s", flush=True)
         started = time.monotonic()
-        outcomes = run_cells(backend, specs, results, jobs, progress)
+        outcomes = run_cells(backend, specs, results, jobs, progress, registry)
     except BackendUnavailable as error:
         print(f"[ERROR] {error}", file=sys.stderr)
         return 1
@@ -119,12 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         backend.close()
-    elapsed = time.monotonic() - started
-    return report(outcomes, backend.name, results, elapsed, args)
+    return report(outcomes, backend.name, results, time.monotonic() - started)
 
 
-def report(outcomes: list[CellOutcome], backend: str, results: Path, elapsed: float,
-           args: argparse.Namespace) -> int:
+def report(outcomes: list[CellOutcome], backend: str, results: Path, elapsed: float) -> int:
     print()
     print(matrix_table(outcomes))
     failures = failure_report(outcomes, backend)
@@ -135,11 +166,13 @@ def report(outcomes: list[CellOutcome], backend: str, results: Path, elapsed: fl
         "backend": backend, "wall_seconds": round(elapsed, 2),
         "argv": sys.argv[1:], "cwd": str(Path.cwd()),
     })
-    failed = [o for o in outcomes if not o.passed
-              and not (o.status == UNSUPPORTED and args.allow_unsupported)]
-    passed = sum(1 for o in outcomes if o.passed)
-    print(f"\n{passed}/{len(outcomes)} cells passed in {elapsed:.1f} s "
-          f"({backend} backend); results: {results / 'results.json'}")
+    write_junit(results / "junit.xml", outcomes, backend, elapsed)
+    counts = {status: sum(1 for o in outcomes if o.status == status)
+              for status in (PASSED, UNSUPPORTED)}
+    failed = len(outcomes) - counts[PASSED] - counts[UNSUPPORTED]
+    print(f"\n{counts[PASSED]}/{len(outcomes)} cells passed, {failed} failed, "
+          f"{counts[UNSUPPORTED]} unsupported in {elapsed:.1f} s ({backend} backend); "
+          f"results: {results / 'results.json'}, {results / 'junit.xml'}")
     return 1 if failed else 0
 
 

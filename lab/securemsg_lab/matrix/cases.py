@@ -16,13 +16,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..backend import Backend, BackendError, Cell, Server
+from ..process import LaunchError, ProcResult
+from ..registry import Implementation
 from . import protocol
-from .backend import Backend, BackendError, Cell, ProcResult, Server
 from .checks import Checker, Conn, Result, expected_connection_lines, send_line
-from .programs import cipher_options, client_args, server_args
 from .rawsock import FakeServer, RawPeer, drain, make_codec, read_frame
 
 SETTLE_SECONDS = 5.0
+
+
+def cipher_options(cipher: str, key_file: str) -> list[str]:
+    """Noise refuses the public default key (PROTOCOL.md 8): a 32-byte key file."""
+    if cipher == "xor":
+        return []
+    return ["--cipher", cipher, "--key-file", key_file]
 
 
 @dataclass
@@ -31,8 +39,8 @@ class Ctx:
 
     backend: Backend
     cell: Cell
-    client: str
-    server: str
+    client: Implementation
+    server: Implementation
     cipher: str
     #: connections made to the server so far (raw peers and client runs)
     connections: int = 0
@@ -53,8 +61,8 @@ class Ctx:
     def run_client(self, target: tuple[str, int], message: str | None, *,
                    extra: list[str] | None = None, stdin: bytes | None = None,
                    role: str = "client", timeout: float = 20.0) -> ProcResult:
-        args = client_args(self.client, target[0], target[1], message,
-                           [*self.options(), *(extra or [])])
+        args = self.client.client_args(target[0], target[1], message,
+                                       [*self.options(), *(extra or [])])
         self.connections += 1
         return self.backend.run_client(self.cell, self.client, args, stdin=stdin, role=role,
                                        timeout=timeout)
@@ -86,9 +94,7 @@ def wait_disconnects(server: Server, count: int, timeout: float = SETTLE_SECONDS
 def wait_for_lines(server: Server, marker: bytes, count: int,
                    timeout: float = SETTLE_SECONDS) -> None:
     """Wait until the server's stdout holds `count` lines containing `marker`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and server.output_so_far().count(marker) < count:
-        time.sleep(0.02)
+    server.wait_lines(marker, count, timeout)
 
 
 def settle(server: Server, connections: int, timeout: float = SETTLE_SECONDS) -> None:
@@ -133,9 +139,22 @@ class Case(ABC):
     ciphers: tuple[str, ...] = protocol.CIPHERS
     backends: tuple[str, ...] = ("docker", "local")
     description: str = ""
+    #: registry features (besides the cipher) the case needs of each program
+    client_needs: frozenset[str] = frozenset()
+    server_needs: frozenset[str] = frozenset()
+    #: False: the cell's server implementation plays no part (the harness plays it)
+    uses_server: bool = True
 
-    def run(self, backend: Backend, client: str, server: str, cipher: str,
-            cell: Cell) -> Observation:
+    def missing(self, client: Implementation, server: Implementation, cipher: str) -> list[str]:
+        """What the cell's implementations lack for this case (empty: it can run)."""
+        wanted = [(client, "client", self.client_needs | {cipher})]
+        if self.uses_server:
+            wanted.append((server, "server", self.server_needs | {cipher}))
+        return [f"{impl.name} {role} lacks {feature!r}" for impl, role, needs in wanted
+                for feature in sorted(needs) if not impl.has(feature)]
+
+    def run(self, backend: Backend, client: Implementation, server: Implementation,
+            cipher: str, cell: Cell) -> Observation:
         return self.drive(Ctx(backend, cell, client, server, cipher))
 
     @abstractmethod
@@ -208,7 +227,7 @@ class SingleMessage(Messages):
     description = "one message from the command line (the seed's example)"
 
     def messages(self, ctx: Ctx) -> list[bytes]:
-        return [f"Hello from {ctx.client}".encode()]
+        return [f"Hello from {ctx.client.name}".encode()]
 
 
 class EmptyMessage(Messages):
@@ -227,6 +246,7 @@ class Interactive(Messages):
     name = "interactive"
     timeout = 20.0
     description = "lines on stdin (LF and CRLF), an empty line ends the session"
+    client_needs = frozenset({"interactive"})
 
     def messages(self, ctx: Ctx) -> list[bytes]:
         return [b"first line", b"second line, CRLF", "third: café".encode(), b"x"]
@@ -260,6 +280,7 @@ class SizeLimit(Messages):
     timeout = 60.0
     client_timeout = 45.0  # 1 MiB through `docker exec` stdin on a loaded machine
     description = "a message of exactly --max-frame bytes (1 MiB, through stdin)"
+    client_needs = frozenset({"interactive"})  # the message comes through stdin
 
     def messages(self, ctx: Ctx) -> list[bytes]:
         pattern = b"0123456789abcdefghijklmnopqrstuvwxyz"
@@ -274,6 +295,7 @@ class InvalidUtf8(ServerCase):
     name = "invalid_utf8"
     timeout = 25.0
     description = "invalid UTF-8 through a client's stdin and a raw socket, printed as \\xHH"
+    client_needs = frozenset({"interactive"})
 
     CLIENT_LINE = b"\xffA \xe2\x82A \xc2\x9b \xed\xa0\x80 \xf4\x90\x80\x80 caf\xc3\xa9 \x00 end"
     RAW_MESSAGE = b"\xc0\xaf overlong \xe0\x80\xaf \xf8\x88\x80\x80\x80 \x80 \xfe\xff"
@@ -306,7 +328,7 @@ class Concurrent(ServerCase):
     def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
         count = ctx.backend.concurrent_clients
         target = (server.client_host, server.client_port)
-        texts = [f"client {i:02d} of {count} from {ctx.client}" for i in range(count)]
+        texts = [f"client {i:02d} of {count} from {ctx.client.name}" for i in range(count)]
 
         def one(index: int) -> ProcResult:
             return ctx.run_client(target, texts[index], role=f"client-{index:02d}", timeout=40)
@@ -507,6 +529,7 @@ class ConnectionRefused(Case):
     name = "connection_refused"
     timeout = 15.0
     description = "nothing listens: '[ERROR] Cannot connect to HOST:PORT: Connection refused'"
+    uses_server = False
 
     def drive(self, ctx: Ctx) -> Observation:
         obs = Observation(ctx.cipher)
@@ -534,8 +557,8 @@ class WrongKey(ServerCase):
     def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
         target = (server.client_host, server.client_port)
         # Replace the cipher options: same cipher, a different key (a passphrase for noise).
-        args = client_args(ctx.client, target[0], target[1], self.MESSAGE.decode(),
-                           self.client_options(ctx.cipher))
+        args = ctx.client.client_args(target[0], target[1], self.MESSAGE.decode(),
+                                      self.client_options(ctx.cipher))
         ctx.connections += 1
         obs.clients.append(ctx.backend.run_client(ctx.cell, ctx.client, args, timeout=20))
         wait_disconnects(server, 1)
@@ -595,20 +618,20 @@ class BadArguments(Case):
 
     def calls(self, ctx: Ctx) -> list[BadCall]:
         if ctx.cipher == "noise":  # §8: the public default key is refused
-            return [BadCall("server", server_args(ctx.server, 5000, ["--cipher", "noise"]), None),
-                    BadCall("client", client_args(ctx.client, "127.0.0.1", 5000, "hi",
-                                                  ["--cipher", "noise"]), None)]
+            return [BadCall("server", ctx.server.server_args(5000, ["--cipher", "noise"]), None),
+                    BadCall("client", ctx.client.client_args("127.0.0.1", 5000, "hi",
+                                                             ["--cipher", "noise"]), None)]
         client = ctx.client
         server = ctx.server
         return [
-            BadCall("client", client_args(client, "127.0.0.1", 5000, "hi", ["--frob"]),
+            BadCall("client", client.client_args("127.0.0.1", 5000, "hi", ["--frob"]),
                     "[ERROR] Unknown option: --frob"),
             BadCall("client", self._bad_port_client(client), "[ERROR] Invalid port: abc"),
-            BadCall("client", client_args(client, "127.0.0.1", 5000, "hi", ["--max-frame", "12x"]),
+            BadCall("client", client.client_args("127.0.0.1", 5000, "hi", ["--max-frame", "12x"]),
                     "[ERROR] Invalid value for --max-frame: 12x"),
-            BadCall("client", client_args(client, "127.0.0.1", 5000, "hi", ["--key", ""]),
+            BadCall("client", client.client_args("127.0.0.1", 5000, "hi", ["--key", ""]),
                     "[ERROR] Empty key"),
-            BadCall("server", server_args(server, 5000, ["--frob"]),
+            BadCall("server", server.server_args(5000, ["--frob"]),
                     "[ERROR] Unknown option: --frob"),
             BadCall("server", self._bad_port_server(server, "abc"), "[ERROR] Invalid port: abc"),
             BadCall("server", self._bad_port_server(server, "70000"),
@@ -616,13 +639,14 @@ class BadArguments(Case):
         ]
 
     @staticmethod
-    def _bad_port_client(lang: str) -> list[str]:
-        return ["127.0.0.1", "abc", "hi"] if lang == "c" else ["--host", "127.0.0.1",
-                                                              "--port", "abc", "--message", "hi"]
+    def _bad_port_client(impl: Implementation) -> list[str]:
+        if impl.argv == "positional":
+            return ["127.0.0.1", "abc", "hi"]
+        return ["--host", "127.0.0.1", "--port", "abc", "--message", "hi"]
 
     @staticmethod
-    def _bad_port_server(lang: str, port: str) -> list[str]:
-        return [port] if lang == "c" else ["--port", port]
+    def _bad_port_server(impl: Implementation, port: str) -> list[str]:
+        return [port] if impl.argv == "positional" else ["--port", port]
 
     def drive(self, ctx: Ctx) -> Observation:
         obs = Observation(ctx.cipher)
@@ -655,6 +679,7 @@ class MaxClients(ServerCase):
     timeout = 25.0
     description = "--max-clients 1: a second client is refused at once (one [ERROR] on each " \
                   "side), the next one after the first left is served"
+    server_needs = frozenset({"max-clients"})
     server_extra = ("--max-clients", "1")
     unlogged_connections = 1  # the refused one
 
@@ -696,6 +721,7 @@ class IdleTimeout(ServerCase):
     name = "idle_timeout"
     timeout = 25.0
     description = "--idle-timeout 1: a silent connection is closed with one [ERROR] line"
+    server_needs = frozenset({"idle-timeout"})
     server_extra = ("--idle-timeout", "1")
 
     def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
@@ -744,7 +770,7 @@ class Passphrase(Case):
         server = ctx.backend.start_server(ctx.cell, ctx.server, options)
         try:
             target = (server.client_host, server.client_port)
-            args = client_args(ctx.client, *target, self.MESSAGE.decode(), options)
+            args = ctx.client.client_args(*target, self.MESSAGE.decode(), options)
             obs.clients.append(ctx.backend.run_client(ctx.cell, ctx.client, args))
             obs.facts["target"] = client_target(server)
             settle(server, 1)
@@ -779,6 +805,7 @@ class Ipv6(Messages):
     timeout = 20.0
     backends = ("local",)  # Docker networks here have no IPv6
     description = "server --bind ::1, client to ::1: [::1]:PORT in every line"
+    client_needs = server_needs = frozenset({"ipv6"})
     server_extra = ("--bind", "::1")
 
     def messages(self, ctx: Ctx) -> list[bytes]:
@@ -859,6 +886,7 @@ class FakeServerCase(Case):
     server language of the cell plays no part (the case runs once per cell all the same)."""
 
     timeout = 20.0
+    uses_server = False
     MESSAGE = "anyone there?"
     client_extra: tuple[str, ...] = ()
 
@@ -894,6 +922,7 @@ class ClientTimeout(FakeServerCase):
     name = "client_timeout"
     description = "a server that never answers: '[ERROR] Timed out after 1 s waiting for " \
                   "TARGET' with --idle-timeout 1"
+    client_needs = frozenset({"idle-timeout"})
     client_extra = ("--idle-timeout", "1")
 
     def behaviour(self, conn: socket.socket) -> None:
@@ -960,12 +989,12 @@ CASES: list[Case] = [
 CASES_BY_NAME: dict[str, Case] = {case.name: case for case in CASES}
 
 
-def run_case(case: Case, backend: Backend, client: str, server: str, cipher: str,
-             cell: Cell) -> tuple[Observation | None, Result]:
+def run_case(case: Case, backend: Backend, client: Implementation, server: Implementation,
+             cipher: str, cell: Cell) -> tuple[Observation | None, Result]:
     """Run and check one cell; a backend failure or exception becomes a failed result."""
     try:
         obs = case.run(backend, client, server, cipher, cell)
-    except (BackendError, OSError, TimeoutError) as error:
+    except (BackendError, LaunchError, OSError, TimeoutError) as error:
         return None, Result(False, [f"run aborted: {type(error).__name__}: {error}"])
     except Exception as error:  # noqa: BLE001 - any crash in a cell is that cell's failure
         return None, Result(False, [f"run crashed: {type(error).__name__}: {error}"])
