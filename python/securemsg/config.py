@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -24,10 +25,14 @@ PSK_LEN = 32  # a noise key file of exactly this many bytes is the PSK itself
 MAX_FRAME_DEFAULT = 1048576
 MAX_FRAME_RANGE = (64, 1073741824)
 IDLE_RANGE = (0, 86400)
-MAX_CLIENTS_RANGE = (1, 10000)
+MAX_CLIENTS_RANGE = (1, 100000)
 SERVER_IDLE_DEFAULT = 300
 CLIENT_IDLE_DEFAULT = 30
-MAX_CLIENTS_DEFAULT = 64
+FD_RESERVE = 64  # descriptors kept for the listener, stdio, key file, pipes
+FRAME_TIMEOUT_DEFAULT = 10
+MIN_RATE_DEFAULT = 65536
+MIN_RATE_RANGE = (1, 1073741824)
+DRAIN_TIMEOUT_DEFAULT = 5
 
 _DECIMAL = re.compile(r"[0-9]+")
 
@@ -44,8 +49,18 @@ options:
   --key-file PATH        read the key from a file (one trailing newline removed;
                          noise: a file of exactly 32 bytes is the PSK itself)
   --max-frame BYTES      largest message accepted, 64..1073741824 (default 1048576)
-  --idle-timeout SECONDS disconnect an idle client, 0..86400, 0 = never (default 300)
-  --max-clients N        concurrent clients, 1..10000 (default 64)
+  --idle-timeout SECONDS disconnect a client idle between messages, 0..86400,
+                         0 = never (default 300)
+  --frame-timeout SECONDS
+                         time allowed for one frame and for the handshake,
+                         0..86400, 0 = none (default 10)
+  --min-rate BYTES       bytes per second a frame must sustain beyond that,
+                         1..1073741824 (default 65536)
+  --drain-timeout SECONDS
+                         longest wait for clients on shutdown, 0..86400
+                         (default 5)
+  --max-clients N        concurrent clients, 1..100000 (default: the open-file
+                         limit - 64)
   --cipher xor|noise     wire cipher (default xor)
   -h, --help             show this text and exit
 """
@@ -99,6 +114,9 @@ class ServerConfig:
     idle_timeout: int
     max_clients: int
     cipher: str
+    frame_timeout: int = FRAME_TIMEOUT_DEFAULT
+    min_rate: int = MIN_RATE_DEFAULT
+    drain_timeout: int = DRAIN_TIMEOUT_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -140,6 +158,9 @@ def _parser(server: bool) -> _Parser:
     parser.add_argument("--max-frame")
     parser.add_argument("--idle-timeout")
     if server:
+        parser.add_argument("--frame-timeout")
+        parser.add_argument("--min-rate")
+        parser.add_argument("--drain-timeout")
         parser.add_argument("--max-clients")
     parser.add_argument("--cipher")
     parser.add_argument("positional", nargs="*")
@@ -228,6 +249,24 @@ def _check_secure_key(cipher: str, key: KeyConfig) -> None:
         )
 
 
+def default_max_clients() -> int:
+    """The open-file soft limit less a reserve, within MAX_CLIENTS_RANGE.
+
+    The server raises the soft limit to the hard one before parsing, so this
+    is as many clients as the process can hold descriptors for.
+    """
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CLIENTS_RANGE[1]
+    return max(MAX_CLIENTS_RANGE[0], min(soft - FD_RESERVE, MAX_CLIENTS_RANGE[1]))
+
+
+def _option(text: str | None, name: str, default: int, valid: tuple[int, int]) -> int:
+    if text is None:
+        return default
+    return _integer(text, name, *valid)
+
+
 def parse_server_args(argv: list[str]) -> ServerConfig:
     """Parse the server's arguments (without the program name)."""
     args = _parse(argv, server=True)
@@ -239,15 +278,16 @@ def parse_server_args(argv: list[str]) -> ServerConfig:
         raise UsageError("Missing port")
     port = _port(port_text, 0)
     cipher = _check_cipher(args.cipher)
-    max_frame = MAX_FRAME_DEFAULT
-    if args.max_frame is not None:
-        max_frame = _integer(args.max_frame, "--max-frame", *MAX_FRAME_RANGE)
-    idle = SERVER_IDLE_DEFAULT
-    if args.idle_timeout is not None:
-        idle = _integer(args.idle_timeout, "--idle-timeout", *IDLE_RANGE)
-    max_clients = MAX_CLIENTS_DEFAULT
-    if args.max_clients is not None:
-        max_clients = _integer(args.max_clients, "--max-clients", *MAX_CLIENTS_RANGE)
+    max_frame = _option(args.max_frame, "--max-frame", MAX_FRAME_DEFAULT, MAX_FRAME_RANGE)
+    idle = _option(args.idle_timeout, "--idle-timeout", SERVER_IDLE_DEFAULT, IDLE_RANGE)
+    frame_timeout = _option(
+        args.frame_timeout, "--frame-timeout", FRAME_TIMEOUT_DEFAULT, IDLE_RANGE
+    )
+    min_rate = _option(args.min_rate, "--min-rate", MIN_RATE_DEFAULT, MIN_RATE_RANGE)
+    drain = _option(args.drain_timeout, "--drain-timeout", DRAIN_TIMEOUT_DEFAULT, IDLE_RANGE)
+    max_clients = _option(
+        args.max_clients, "--max-clients", default_max_clients(), MAX_CLIENTS_RANGE
+    )
     if args.bind == "":
         raise UsageError("Invalid value for --bind: (empty)")
     key = load_key(args.key, args.key_file)
@@ -260,6 +300,9 @@ def parse_server_args(argv: list[str]) -> ServerConfig:
         idle_timeout=idle,
         max_clients=max_clients,
         cipher=cipher,
+        frame_timeout=frame_timeout,
+        min_rate=min_rate,
+        drain_timeout=drain,
     )
 
 

@@ -98,7 +98,16 @@ class FrameDecoder:
     expects a 48-byte handshake frame, then transport frames of 17..65535).
     """
 
-    __slots__ = ("_data", "_failed", "_more", "_more_len", "_pos", "max_frame", "min_frame")
+    __slots__ = (
+        "_data",
+        "_failed",
+        "_more",
+        "_more_len",
+        "_pos",
+        "frames",
+        "max_frame",
+        "min_frame",
+    )
 
     def __init__(self, max_frame: int, min_frame: int = 0) -> None:
         self.max_frame = max_frame
@@ -112,6 +121,7 @@ class FrameDecoder:
         self._more: list[bytes] = []
         self._more_len = 0
         self._failed: BadLength | None = None
+        self.frames = 0  # whole frames returned so far
 
     def feed(self, data: bytes) -> None:
         """Add bytes received from the peer (dropped after a bad length)."""
@@ -158,12 +168,26 @@ class FrameDecoder:
             pos = 0
             end = HEADER_LEN + length
         self._pos = end
-        return Frame(data[pos + HEADER_LEN : end])
+        self.frames += 1
+        frame = Frame(data[pos + HEADER_LEN : end])
+        if end == len(data) and not self._more:
+            self._data = b""  # hold no copy of a large frame while the peer is idle
+            self._pos = 0
+        return frame
 
     @property
     def buffered(self) -> int:
         """Bytes held that do not form a whole frame yet (after draining)."""
         return len(self._data) - self._pos + self._more_len
+
+    def pending_length(self) -> int | None:
+        """The payload length of the partial frame buffered, once its 4 prefix bytes are in."""
+        if self.buffered < HEADER_LEN or self._failed is not None:
+            return None
+        if len(self._data) - self._pos < HEADER_LEN:
+            self._merge()  # the prefix is split over pieces; only a few bytes are buffered
+        (length,) = _unpack_header(self._data, self._pos)
+        return length
 
     def check_eof(self) -> None:
         """Call when the peer closed: raise ``TruncatedFrame`` if inside a frame.

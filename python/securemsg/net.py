@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import socket
 import struct
 import time
@@ -70,6 +71,20 @@ def set_io_timeout(sock: socket.socket, seconds: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
+def set_send_timeout(sock: socket.socket, seconds: int) -> None:
+    """Limit each send to ``seconds`` (0: forever); receives stay untimed (the server polls)."""
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("@ll", seconds, 0))
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (best effort): a client is a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def connect(host: str, port: int, timeout: int) -> socket.socket:
     """Connect to the first address of ``host`` that accepts, within ``timeout`` s.
 
@@ -103,7 +118,7 @@ def connect(host: str, port: int, timeout: int) -> socket.socket:
     raise ConnectError(strerror(last_error))
 
 
-def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
+def listen(host: str, port: int, backlog: int = socket.SOMAXCONN) -> socket.socket:
     """A listening socket on ``host``:``port`` (port 0: the kernel picks one).
 
     Raises ``ResolveError`` or ``ListenError``.
@@ -157,6 +172,12 @@ def close_quietly(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
+
+
+def shutdown_write(sock: socket.socket) -> None:
+    """Send our FIN (the peer reads EOF) while still reading what it sends."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
 
 
 def wake(sock: socket.socket) -> None:

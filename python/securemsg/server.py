@@ -1,22 +1,30 @@
-"""The server: a thread per client, in the style of CPython's socketserver.
+"""The server: an accept loop and a thread per client, the shape of c/server.c.
 
-``SecureMsgServer`` owns the listening socket, the client limit and shutdown;
-``ClientHandler`` serves one connection (setup: log it; handle: frames in,
-ACKs out; finish: log the end). Protocol work happens in ``session`` and
-``framing``; this module only moves bytes and writes log lines.
+``SecureMsgServer.serve_forever`` polls the listening socket and a wake-up pipe,
+admits each new connection (evicting the longest-idle client when full) and
+starts a thread running ``ClientHandler.run``: setup (log it), handle (frames
+in, ACKs out, within the deadlines of PROTOCOL.md 4), finish (free the slot,
+log the end). A signal or ``stop()`` ends the loop; ``SecureMsgServer.shutdown`` is
+the one way out: close the listener, let every client finish its frame and
+close cleanly, cut what is left after --drain-timeout.
+
+Protocol work happens in ``session`` and ``framing``, socket calls in ``net``;
+this module only moves bytes, keeps time and writes log lines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import heapq
+import math
 import os
 import select
 import signal
 import socket
-import socketserver
 import sys
 import threading
+import time
 from types import FrameType
 
 from . import net
@@ -38,11 +46,31 @@ from .errors import (
 )
 from .framing import NEED_MORE
 from .log import Logger, escape_text
-from .session import HandshakeComplete, Message, SessionFactory, ack_text
+from .session import HandshakeComplete, Message, Session, SessionFactory, ack_text
 
-# Connections the kernel queues while the acceptor is busy (c/server.c uses the
-# same); socketserver's default of 5 resets clients that connect all at once.
-LISTEN_BACKLOG = 128
+THREAD_STACK = 256 * 1024  # a client thread needs little; 1,000 idle peers stay cheap
+EVICTION_WAIT = 2.0  # seconds the acceptor waits for an evicted client's thread to end
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class FrameTimeout(SecureMsgError):
+    """A frame did not complete within --frame-timeout + length / --min-rate."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"frame timeout after {seconds} s")
+        self.seconds = seconds
+
+
+class HandshakeTimeout(SecureMsgError):
+    """The noise handshake did not complete within --frame-timeout of accept."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"handshake timeout after {seconds} s")
+        self.seconds = seconds
+
+
+class ConnectionEnded(Exception):
+    """The server ended this connection on purpose (eviction, drain): no error line."""
 
 
 def describe_error(exc: SecureMsgError, peer: str) -> str:
@@ -53,6 +81,10 @@ def describe_error(exc: SecureMsgError, peer: str) -> str:
         return f"Truncated frame from {peer}: {exc}"
     if isinstance(exc, TimedOut):
         return f"Idle timeout for {peer} after {exc.seconds} s"
+    if isinstance(exc, FrameTimeout):
+        return f"Frame timeout for {peer} after {exc.seconds} s"
+    if isinstance(exc, HandshakeTimeout):
+        return f"Handshake timeout for {peer} after {exc.seconds} s"
     if isinstance(exc, RecvError):
         return f"Receive from {peer} failed: {exc.strerror}"
     if isinstance(exc, SendError):
@@ -66,268 +98,416 @@ def describe_error(exc: SecureMsgError, peer: str) -> str:
     return f"Connection with {peer} failed: {exc}"
 
 
-class ClientHandler(socketserver.BaseRequestHandler):
-    """Serves one client: every frame it sends gets exactly one ACK frame."""
+class ClientHandler:
+    """Serves one client: every frame it sends gets exactly one ACK frame.
 
-    server: SecureMsgServer
-    request: socket.socket
+    ``busy`` (a frame, a message or the handshake in progress) and
+    ``quiet_since`` tell the acceptor whom it may evict; ``lock`` makes
+    "not busy, so evicted" and "bytes arrived, so busy" exclusive.
+    """
+
+    def __init__(self, server: SecureMsgServer, sock: socket.socket, peer: str) -> None:
+        self.server = server
+        self.config = server.config
+        self.sock = sock
+        self.peer = peer
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+        self.busy = True  # until setup has logged the connection
+        self.evicted = False
+        self.cut = False  # closed by the server after the drain deadline
+        self.done = threading.Event()  # set after the disconnect line
+        self.accepted_at = time.monotonic()
+        self.quiet_since = self.accepted_at  # end of the last frame (idle time)
+        self._last_bytes = self.accepted_at
+        self._frame_start: float | None = None
+        self._frames_seen = 0
+        self._closing = False  # the server is shutting down and we know it
+        self.session: Session
+        self._poller = select.poll()
+
+    # --- the three steps -----------------------------------------------------
+
+    def run(self) -> None:
+        """The thread's body."""
+        try:
+            self.setup()
+            self.handle()
+        except ConnectionEnded:
+            pass
+        except SecureMsgError as exc:
+            if not (self.evicted or self.cut):
+                self.server.console.error(describe_error(exc, self.peer))
+        except Exception as exc:  # noqa: BLE001 - a bug: one line, not a traceback
+            name = type(exc).__name__
+            self.server.console.error(f"Internal error with {self.peer}: {name}: {exc}")
+        finally:
+            self.finish()
 
     def setup(self) -> None:
-        self.peer = net.format_peer(self.client_address)
         try:
-            net.set_nodelay(self.request)
-            net.set_io_timeout(self.request, self.server.config.idle_timeout)
+            net.set_nodelay(self.sock)
+            net.set_send_timeout(self.sock, self.config.idle_timeout)
         except OSError:
             pass  # the peer is already gone: the first recv reports it
+        self.session = self.server.factory.new_session(initiator=False)
+        self._poller.register(self.sock, select.POLLIN)
+        self._poller.register(self.server.closing_fd, select.POLLIN)
         self.server.console.info(f"Client connected: {self.peer}")
+        self.busy = not self.session.established  # noise: the handshake is in progress
 
     def handle(self) -> None:
-        try:
-            self._serve()
-        except SecureMsgError as exc:
-            if not self.server.stopping:  # shutdown cuts connections on purpose
-                self.server.console.error(describe_error(exc, self.peer))
+        while True:
+            data = self._receive()
+            if not data:
+                self.session.check_eof()
+                return
+            self._process(data)
 
     def finish(self) -> None:
-        # The slot first (as c/server.c): whoever reconnects on seeing this line
-        # must not be refused for a connection that is already over.
-        self.server.release_slot(self.request)
+        # The slot first (as c/server.c): whoever reconnects on seeing the
+        # disconnect line must not be refused for a connection that is over.
+        self.server.release(self)
+        net.close_quietly(self.sock)
         self.server.console.info(f"Client disconnected: {self.peer}")
+        self.done.set()
 
-    def _serve(self) -> None:
-        # Locals, not attribute lookups, on the per-message path.
-        sock = self.request
-        idle = self.server.config.idle_timeout
-        console = self.server.console
-        session = self.server.factory.new_session(initiator=False)
-        feed, next_event, encode = session.feed, session.next_event, session.encode_message
-        recv_some, send_all = net.recv_some, net.send_all
+    # --- receiving, within the deadlines --------------------------------------
+
+    def _receive(self) -> bytes:
+        """The next bytes from the peer (``b""``: it closed).
+
+        Raises a timeout, or ``ConnectionEnded`` when the server ends the
+        connection (eviction, or shutdown once no frame is in progress).
+        """
         while True:
-            data = recv_some(sock, idle)
-            if not data:
-                session.check_eof()
-                return
-            feed(data)
-            while True:
-                event = next_event()
-                if event is NEED_MORE:
+            timeout, on_expiry = self._wait_limit()
+            ready = self._poller.poll(None if timeout is None else math.ceil(timeout * 1000))
+            if any(fd == self.server.closing_fd for fd, _ in ready):
+                self._closing = True  # shutdown began: finish the frame, then close
+                self._poller.unregister(self.server.closing_fd)
+                continue
+            if ready:
+                return self._read()
+            if on_expiry is not None:
+                raise on_expiry
+            self._close_gracefully()
+
+    def _wait_limit(self) -> tuple[float | None, SecureMsgError | None]:
+        """How long the next wait may last, and what to raise when it runs out.
+
+        ``None`` to raise means: close without an error line (shutdown).
+        """
+        now = time.monotonic()
+        limit, error = self._protocol_deadline()
+        if self._closing:  # between frames: close now; in one: finish it, within the drain
+            drain_end = self.server.drain_deadline if self.busy else now
+            if limit is None or drain_end < limit:
+                limit, error = drain_end, None
+        if limit is None:
+            return None, None
+        return max(0.0, limit - now), error
+
+    def _protocol_deadline(self) -> tuple[float | None, SecureMsgError]:
+        """When the current phase (handshake, frame, idle) must end."""
+        frame_timeout = self.config.frame_timeout
+        idle = self.config.idle_timeout
+        if not self.session.established and frame_timeout:
+            return self.accepted_at + frame_timeout, HandshakeTimeout(frame_timeout)
+        if self._frame_start is not None and frame_timeout:
+            length = self.session.frame_progress()[2] or 0
+            allowed = frame_timeout + length / self.config.min_rate
+            return self._frame_start + allowed, FrameTimeout(math.ceil(allowed))
+        if not idle:
+            return None, TimedOut(idle)
+        if self.busy:  # no frame deadline: each read may wait the idle timeout
+            return self._last_bytes + idle, TimedOut(idle)
+        return self.quiet_since + idle, TimedOut(idle)
+
+    def _read(self) -> bytes:
+        data = net.recv_some(self.sock, self.config.idle_timeout)
+        with self.lock:
+            if self.evicted:
+                raise ConnectionEnded()
+            self.busy = True
+        self._last_bytes = time.monotonic()
+        return data
+
+    def _close_gracefully(self) -> None:
+        """Shutdown, between frames: FIN, then read and discard until the peer's EOF.
+
+        Closing with unread bytes would send a reset; a client that sent its
+        next message before seeing our FIN gets EOF instead of an ACK.
+        """
+        net.shutdown_write(self.sock)
+        while (remaining := self.server.drain_deadline - time.monotonic()) > 0:
+            if not self._poller.poll(math.ceil(remaining * 1000)):
+                continue
+            try:
+                if not self.sock.recv(net.RECV_SIZE):
                     break
-                if type(event) is Message:
-                    # The ACK first: logging (a 1 MiB line, a slow stdout) stays off
-                    # the round trip. RECV is written even when the send fails.
-                    wire, _ = encode(ack_text(len(event.data)))
-                    try:
-                        send_all(sock, wire, idle)
-                    except SecureMsgError:
-                        console.recv_plaintext(event.data)
-                        raise
-                    console.answered(event.data)
-                elif type(event) is HandshakeComplete:
-                    send_all(sock, event.reply, idle)
-                    console.info(f"Handshake complete: {self.peer}")
+            except OSError:
+                break
+        raise ConnectionEnded()
+
+    # --- frames in, ACKs out ---------------------------------------------------
+
+    def _process(self, data: bytes) -> None:
+        self.session.feed(data)
+        while (event := self.session.next_event()) is not NEED_MORE:
+            if isinstance(event, Message):
+                self._answer(event)
+            elif isinstance(event, HandshakeComplete):
+                net.send_all(self.sock, event.reply, self.config.idle_timeout)
+                self.server.console.info(f"Handshake complete: {self.peer}")
+        self._track_frame()
+
+    def _answer(self, message: Message) -> None:
+        # The ACK first: logging (a 1 MiB line, a slow stdout) stays off the
+        # round trip. RECV is written even when the send fails.
+        wire, _ = self.session.encode_message(ack_text(len(message.data)))
+        try:
+            net.send_all(self.sock, wire, self.config.idle_timeout)
+        except SecureMsgError:
+            self.server.console.recv_plaintext(message.data)
+            raise
+        self.server.console.answered(message.data)
+
+    def _track_frame(self) -> None:
+        """After the bytes are used up: note when the partial frame began, if any."""
+        frames, buffered, _length = self.session.frame_progress()
+        if not buffered:
+            self._frame_start = None
+        elif self._frame_start is None or frames != self._frames_seen:
+            self._frame_start = self._last_bytes  # its first bytes came in this read
+        self._frames_seen = frames
+        if not buffered and not self.session.in_message:
+            self.quiet_since = time.monotonic()
+        self.busy = bool(buffered) or self.session.in_message or not self.session.established
+
+    # --- called by the acceptor ------------------------------------------------
+
+    def claim_for_eviction(self) -> bool:
+        """True (and the connection is ours to end) unless a frame is in progress."""
+        with self.lock:
+            if self.busy or self.evicted:
+                return False
+            self.evicted = True
+            return True
 
 
-class SecureMsgServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """Listens, enforces --max-clients, and shuts every connection down on stop."""
+class SecureMsgServer:
+    """Listens, admits or evicts or refuses, and shuts every connection down."""
 
-    request_queue_size = LISTEN_BACKLOG
-
-    def __init__(self, config: ServerConfig, console: Logger, factory: SessionFactory) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        console: Logger,
+        factory: SessionFactory,
+        wake: tuple[int, int] | None = None,
+    ) -> None:
         self.config = config
         self.console = console
         self.factory = factory
-        self.stopping = False
-        self._clients: set[socket.socket] = set()
-        self._client_threads: set[threading.Thread] = set()  # started, not yet ended
-        self._clients_lock = threading.Lock()
-        super().__init__((config.bind, config.port), ClientHandler)
-
-    def server_bind(self) -> None:
-        # TCPServer made an AF_INET socket; ours follows getaddrinfo (IPv6, names).
-        self.socket.close()
-        self.socket = net.listen(self.config.bind, self.config.port, self.request_queue_size)
-        self.server_address = self.socket.getsockname()
-
-    def server_activate(self) -> None:
-        """``net.listen`` already listens."""
+        self.listener = net.listen(config.bind, config.port, socket.SOMAXCONN)
+        self.listener.setblocking(False)  # a peer gone between poll and accept cannot block us
+        self.server_address = self.listener.getsockname()
+        # wake: signals and stop() end the accept loop. closing: readable once
+        # shutdown began; every client thread polls it. Neither is ever closed:
+        # a signal may still arrive while the interpreter exits.
+        self.wake_fd, self._wake_write = wake or make_pipe()
+        self.closing_fd, self._closing_write = make_pipe()
+        self.drain_deadline = math.inf
+        self._clients: set[ClientHandler] = set()
+        self._lock = threading.Lock()
 
     @property
     def listening_on(self) -> str:
         return net.format_address(self.server_address[0], self.server_address[1])
 
-    def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
-        with self._clients_lock:
-            accepted = len(self._clients) < self.config.max_clients and not self.stopping
-            if accepted:
-                self._clients.add(request)
-        if not accepted:
-            peer = net.format_peer(client_address)
-            self.console.error(
-                f"Client refused: {peer}: too many clients (limit {self.config.max_clients})"
-            )
-            self.shutdown_request(request)
-            return
-        self._start_thread(request, client_address)
+    # --- the accept loop -------------------------------------------------------
 
-    def _start_thread(self, request: socket.socket, client_address: tuple) -> None:
-        """ThreadingMixIn.process_request, but a thread that cannot start refuses the
-        client with one line (the mixin would keep it and fail to join it at stop)."""
-        thread = threading.Thread(
-            target=self._client_thread, args=(request, client_address), name="client"
-        )
-        with self._clients_lock:
-            self._client_threads.add(thread)
-        try:
-            thread.start()
-        except RuntimeError:  # "can't start new thread": pthread_create said EAGAIN
-            with self._clients_lock:
-                self._client_threads.discard(thread)
-            peer = net.format_peer(client_address)
-            self.console.error(f"Client refused: {peer}: {os.strerror(errno.EAGAIN)}")
-            self.shutdown_request(request)
+    def serve_forever(self) -> bytes:
+        """Accept until a signal or ``stop()``, then shut down; return the wake-up bytes.
 
-    def _client_thread(self, request: socket.socket, client_address: tuple) -> None:
+        Raises ``OSError`` (after shutting down) when polling itself fails.
+        """
+        poller = select.poll()
+        poller.register(self.listener, select.POLLIN)
+        poller.register(self.wake_fd, select.POLLIN)
         try:
-            self.process_request_thread(request, client_address)
+            while True:
+                ready = [fd for fd, _ in poller.poll()]
+                if self.wake_fd in ready:
+                    reasons = _read_pipe(self.wake_fd)
+                    self.console.info("Shutting down")  # before the clients' disconnect lines
+                    return reasons
+                self._accept_one()
         finally:
-            with self._clients_lock:
-                self._client_threads.discard(threading.current_thread())
-
-    def release_slot(self, request: socket.socket) -> None:
-        """This connection no longer counts against --max-clients."""
-        with self._clients_lock:
-            self._clients.discard(request)
-
-    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
-        self.release_slot(request)
-        net.close_quietly(request)
-
-    def server_close(self) -> None:
-        """Close the listener and wait for every client thread."""
-        super().server_close()
-        with self._clients_lock:
-            threads = list(self._client_threads)
-        for thread in threads:
-            thread.join()
-
-    def handle_error(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
-        """A bug, not a protocol error: one line instead of a traceback."""
-        exc = sys.exc_info()[1]
-        peer = net.format_peer(client_address)
-        self.console.error(f"Internal error with {peer}: {type(exc).__name__}: {exc}")
+            self.shutdown()
 
     def stop(self) -> None:
-        """Stop accepting, cut every client connection, wait for the threads."""
-        self.shutdown()
-        with self._clients_lock:
-            self.stopping = True
+        """End ``serve_forever`` (from any thread)."""
+        with contextlib.suppress(OSError):
+            os.write(self._wake_write, b"\0")
+
+    def _accept_one(self) -> None:
+        try:
+            sock, address = self.listener.accept()
+        except (BlockingIOError, ConnectionAbortedError):
+            return
+        except OSError as exc:
+            self.console.error(f"Cannot accept a connection: {net.strerror(exc)}")
+            time.sleep(0.1)  # e.g. EMFILE: do not spin
+            return
+        handler = ClientHandler(self, sock, net.format_peer(address))
+        if not self._admit(handler):
+            limit = self.config.max_clients
+            self.console.error(f"Client refused: {handler.peer}: too many clients (limit {limit})")
+            net.close_quietly(sock)
+            return
+        handler.thread = threading.Thread(target=handler.run, name="client", daemon=True)
+        try:
+            handler.thread.start()
+        except RuntimeError:  # "can't start new thread": pthread_create said EAGAIN
+            self.release(handler)
+            self.console.error(f"Client refused: {handler.peer}: {os.strerror(errno.EAGAIN)}")
+            net.close_quietly(sock)
+
+    def _admit(self, handler: ClientHandler) -> bool:
+        """Take a slot for ``handler``, evicting the longest-idle client if full."""
+        if self._take_slot(handler):
+            return True
+        victim = self._evict_one()
+        if victim is None:
+            return False
+        victim.done.wait(EVICTION_WAIT)
+        return self._take_slot(handler)
+
+    def _take_slot(self, handler: ClientHandler) -> bool:
+        with self._lock:
+            if len(self._clients) >= self.config.max_clients:
+                return False
+            self._clients.add(handler)
+            return True
+
+    def _evict_one(self) -> ClientHandler | None:
+        """End the client idle longest among those with no frame or handshake going on."""
+        with self._lock:
+            idle = [client for client in self._clients if not client.busy]
+        for victim in heapq.nsmallest(8, idle, key=lambda client: client.quiet_since):
+            if victim.claim_for_eviction():
+                seconds = int(time.monotonic() - victim.quiet_since)
+                self.console.info(
+                    f"Evicted {victim.peer}: idle {seconds} s, "
+                    f"server full (limit {self.config.max_clients})"
+                )
+                net.wake(victim.sock)  # its poll returns; its thread ends quietly
+                return victim
+        return None
+
+    def release(self, handler: ClientHandler) -> None:
+        """This connection no longer counts against --max-clients."""
+        with self._lock:
+            self._clients.discard(handler)
+
+    # --- the one way out -------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop accepting; let clients finish their frame and close; cut the rest."""
+        self.listener.close()
+        with self._lock:
+            self.drain_deadline = time.monotonic() + self.config.drain_timeout
             clients = list(self._clients)
-        for sock in clients:
-            net.wake(sock)
-        self.server_close()
+        os.write(self._closing_write, b"\0")  # never read: every client's poll sees it
+        for client in clients:
+            _join(client, self.drain_deadline - time.monotonic())
+        for client in clients:  # e.g. a send blocked on a peer that reads nothing
+            if client.thread is not None and client.thread.is_alive():
+                client.cut = True
+                net.wake(client.sock)
+        for client in clients:
+            _join(client, None)
 
 
-class ShutdownPipe:
-    """The self-pipe of c/server.c: whoever wants the server stopped writes a byte.
+def _join(client: ClientHandler, timeout: float | None) -> None:
+    if client.thread is not None and client.thread.ident is not None:
+        client.thread.join(None if timeout is None else max(0.0, timeout))
 
-    Signals reach it through ``signal.set_wakeup_fd``: the C-level handler,
-    in whichever thread the kernel picked, writes the signal's number to the
-    pipe, which wakes the main thread's poll(). A Python-level handler would
-    not do: it runs only in the main thread, between bytecodes, so a signal
-    delivered to a client thread left the main thread asleep in poll(); and
-    it may run inside another handler, so it must take no lock (a second
-    SIGTERM inside threading.Event.set() deadlocked). The pipe is never
-    closed: a signal may still arrive while the interpreter exits.
-    """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-    ACCEPTOR_ENDED = b"A"  # 65: above every signal number the server handles
+def make_pipe() -> tuple[int, int]:
+    """A non-blocking pipe ``(read fd, write fd)``."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    return read_fd, write_fd
 
-    def __init__(self) -> None:
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
 
-    def notify(self, reason: bytes) -> None:
-        """Wake the main thread (from any thread)."""
-        with contextlib.suppress(OSError):  # pipe full: the main thread is awake anyway
-            os.write(self._write_fd, reason)
-
-    def install_signal_handlers(self) -> None:
-        """From the main thread: SIGINT and SIGTERM write their number to the pipe."""
-        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
-        for signum in self.SIGNALS:
-            signal.signal(signum, _ignore_signal)  # the wake-up byte is the whole effect
-
-    def wait(self) -> bytes:
-        """Sleep until something was written; return the bytes written so far."""
-        poller = select.poll()
-        poller.register(self._read_fd, select.POLLIN)
-        while True:
-            poller.poll()
-            with contextlib.suppress(BlockingIOError):
-                return os.read(self._read_fd, 64)
-
-    def hold_late_signals(self) -> None:
-        """Keep further SIGINT/SIGTERM pending until the process exits.
-
-        While the interpreter exits it restores the default actions, so a late
-        signal (`timeout` sends SIGTERM twice) would turn exit 0 into death by
-        that signal. By now only the main thread is left: blocking them in it
-        blocks them for the process.
-        """
-        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
-
-    @classmethod
-    def signalled(cls, reasons: bytes) -> bool:
-        return any(signum in reasons for signum in cls.SIGNALS)
+def _read_pipe(fd: int) -> bytes:
+    with contextlib.suppress(BlockingIOError):
+        return os.read(fd, 64)
+    return b""
 
 
 def _ignore_signal(_signum: int, _frame: FrameType | None) -> None:
-    """Replaces the default action (exit, or KeyboardInterrupt); the pipe has the byte."""
+    """Replaces the default action (exit, or KeyboardInterrupt); the pipe has the byte.
+
+    The C-level handler, in whichever thread the kernel picked, writes the
+    signal's number to the wake-up pipe (``signal.set_wakeup_fd``), which
+    wakes the accept loop's poll(). A Python-level handler that did the work
+    would run only in the main thread, between bytecodes.
+    """
+
+
+def install_signal_handlers(wake_write: int) -> None:
+    """From the main thread: SIGINT and SIGTERM write their number to ``wake_write``."""
+    signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+    for signum in SIGNALS:
+        signal.signal(signum, _ignore_signal)
+
+
+def hold_late_signals() -> None:
+    """Keep further SIGINT/SIGTERM pending until the process exits.
+
+    While the interpreter exits it restores the default actions, so a late
+    signal (`timeout` sends SIGTERM twice) would turn exit 0 into death by
+    that signal. By now only the main thread is left: blocking them in it
+    blocks them for the process.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
 
 
 def run(config: ServerConfig, console: Logger) -> int:
     """Serve until SIGINT/SIGTERM; return the exit status."""
-    wakeup = ShutdownPipe()
-    wakeup.install_signal_handlers()  # before Argon2id, which takes a moment
+    wake = make_pipe()
+    install_signal_handlers(wake[1])  # before Argon2id, which takes a moment
+    threading.stack_size(THREAD_STACK)
     try:
         factory = SessionFactory.from_config(config)
-    except SecureMsgError as exc:
-        console.error(str(exc))
-        return 1
-    try:
-        server = SecureMsgServer(config, console, factory)
+        server = SecureMsgServer(config, console, factory, wake)
     except (ListenError, ResolveError) as exc:
         where = net.format_address(escape_text(config.bind), config.port)
         console.error(f"Cannot listen on {where}: {exc.strerror}")
         return 1
+    except SecureMsgError as exc:
+        console.error(str(exc))
+        return 1
     console.info(f"Listening on {server.listening_on}")
     if config.cipher == "noise":  # xor mode prints exactly the seed's lines
         console.info(f"Cipher: {factory.description}")
-
-    def serve() -> None:
-        try:
-            server.serve_forever(poll_interval=0.2)
-        except OSError as exc:  # waiting for connections failed: as c/server.c, exit 1
-            console.error(f"Cannot wait for connections: {net.strerror(exc)}")
-        finally:
-            wakeup.notify(ShutdownPipe.ACCEPTOR_ENDED)
-
-    acceptor = threading.Thread(target=serve, name="accept")
-    acceptor.start()
-    signalled = ShutdownPipe.signalled(wakeup.wait())
-    if signalled:
-        console.info("Shutting down")  # before the clients' disconnect lines
-    server.stop()
-    acceptor.join()
-    wakeup.hold_late_signals()
-    return 0 if signalled else 1
+    try:
+        reasons = server.serve_forever()
+    except OSError as exc:  # waiting for connections failed: as c/server.c, exit 1
+        console.error(f"Cannot wait for connections: {net.strerror(exc)}")
+        reasons = b""
+    hold_late_signals()
+    return 0 if any(signum in reasons for signum in SIGNALS) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     """``server.py [OPTIONS] PORT``; returns the exit status."""
     console = Logger()
+    net.raise_open_file_limit()  # before parsing: the --max-clients default follows it
     try:
         config = parse_server_args(sys.argv[1:] if argv is None else argv)
     except HelpRequested:

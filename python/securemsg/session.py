@@ -81,8 +81,9 @@ class Session:
 
     cipher = ""
 
-    def __init__(self, max_message: int) -> None:
+    def __init__(self, max_message: int, decoder: FrameDecoder) -> None:
         self.max_message = max_message
+        self._decoder = decoder
 
     @property
     def established(self) -> bool:
@@ -95,7 +96,20 @@ class Session:
 
     def feed(self, data: bytes) -> None:
         """Add bytes received from the peer."""
-        raise NotImplementedError
+        self._decoder.feed(data)
+
+    def frame_progress(self) -> tuple[int, int, int | None]:
+        """``(frames decoded so far, bytes of a partial frame, its length if known)``.
+
+        The server times a frame from its first byte (PROTOCOL.md 4).
+        """
+        decoder = self._decoder
+        return decoder.frames, decoder.buffered, decoder.pending_length()
+
+    @property
+    def in_message(self) -> bool:
+        """True between the chunks of one noise message."""
+        return False
 
     def next_event(self) -> Event:
         """The next event from the bytes fed so far."""
@@ -116,22 +130,19 @@ class XorSession(Session):
     cipher = "xor"
 
     def __init__(self, cipher: XorCipher, max_message: int) -> None:
-        super().__init__(max_message)
-        self._apply = cipher.apply
-        self._decoder = FrameDecoder(max_message)
-        self.feed = self._decoder.feed  # type: ignore[method-assign] # one call less per read
+        super().__init__(max_message, FrameDecoder(max_message))
+        self._cipher = cipher
 
     def next_event(self) -> Event:
         event = self._decoder.next_event()
-        if type(event) is Frame:
-            payload = event.payload
-            return Message(self._apply(payload), len(payload))
-        if event is NEED_MORE:
-            return NEED_MORE
-        raise FrameTooLarge(event.length, event.limit)  # type: ignore[union-attr]
+        if isinstance(event, Frame):
+            return Message(self._cipher.apply(event.payload), len(event.payload))
+        if isinstance(event, BadLength):
+            raise FrameTooLarge(event.length, event.limit)
+        return NEED_MORE
 
     def encode_message(self, message: bytes) -> tuple[bytes, int]:
-        return encode_frame(self._apply(message)), len(message)
+        return encode_frame(self._cipher.apply(message)), len(message)
 
     def check_eof(self) -> None:
         self._decoder.check_eof()
@@ -151,15 +162,13 @@ class NoiseSession(Session):
     ) -> None:
         from . import noise  # cryptography is needed in noise mode only
 
-        super().__init__(max_message)
+        super().__init__(max_message, FrameDecoder(NOISE_HANDSHAKE_LEN, NOISE_HANDSHAKE_LEN))
         self._initiator = initiator
         self._handshake: Any = noise.HandshakeState(
             noise.PROTOCOL_NAME, initiator, noise.PROLOGUE, psk=psk, ephemeral=ephemeral
         )
         self._send: Any = None
         self._recv: Any = None
-        self._decoder = FrameDecoder(NOISE_HANDSHAKE_LEN, NOISE_HANDSHAKE_LEN)
-        self.feed = self._decoder.feed  # type: ignore[method-assign]
         self._parts: list[bytes] = []
         self._size = 0
         self._wire = 0
@@ -167,6 +176,10 @@ class NoiseSession(Session):
     @property
     def established(self) -> bool:
         return self._send is not None
+
+    @property
+    def in_message(self) -> bool:
+        return bool(self._parts)
 
     @property
     def handshake_hash(self) -> bytes:
@@ -180,14 +193,13 @@ class NoiseSession(Session):
     def next_event(self) -> Event:
         while True:
             event = self._decoder.next_event()
-            if event is NEED_MORE:
+            if isinstance(event, BadLength):
+                self._bad_length(event)  # raises
+            if not isinstance(event, Frame):
                 return NEED_MORE
-            if type(event) is not Frame:
-                self._bad_length(event)  # type: ignore[arg-type]  # raises
-            payload = event.payload  # type: ignore[union-attr]
             if self._send is None:
-                return self._handshake_step(payload)
-            message = self._chunk(payload)
+                return self._handshake_step(event.payload)
+            message = self._chunk(event.payload)
             if message is not None:
                 return message
 
@@ -237,9 +249,8 @@ class NoiseSession(Session):
     def encode_message(self, message: bytes) -> tuple[bytes, int]:
         if self._send is None:
             raise HandshakeError("handshake not complete")
-        encrypt = self._send.encrypt_with_ad
         if len(message) <= NOISE_CHUNK_DATA:  # the usual case: a single chunk
-            ciphertext = encrypt(b"", _MARKER_LAST_BYTE + message)
+            ciphertext = self._send.encrypt_with_ad(b"", _MARKER_LAST_BYTE + message)
             return encode_frame(ciphertext), len(ciphertext)
         frames = []
         payload_bytes = 0
@@ -247,7 +258,7 @@ class NoiseSession(Session):
         last = (len(message) - 1) // step * step  # offset of the last chunk
         for offset in range(0, last + 1, step):
             marker = _MARKER_LAST_BYTE if offset == last else _MARKER_MORE_BYTE
-            ciphertext = encrypt(b"", marker + message[offset : offset + step])
+            ciphertext = self._send.encrypt_with_ad(b"", marker + message[offset : offset + step])
             payload_bytes += len(ciphertext)
             frames.append(encode_frame(ciphertext))
         return b"".join(frames), payload_bytes

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from securemsg.config import (
     HelpRequested,
+    default_max_clients,
     load_key,
     parse_client_args,
     parse_server_args,
@@ -28,7 +29,9 @@ def usage_error(parse, argv: list[str]) -> str:
 def test_server_defaults() -> None:
     config = parse_server_args(["5000"])
     assert (config.port, config.bind, config.cipher) == (5000, "0.0.0.0", "xor")
-    assert (config.max_frame, config.idle_timeout, config.max_clients) == (1048576, 300, 64)
+    assert (config.max_frame, config.idle_timeout) == (1048576, 300)
+    assert (config.frame_timeout, config.min_rate, config.drain_timeout) == (10, 65536, 5)
+    assert config.max_clients == default_max_clients()
     assert config.key.key == b"MY_SECRET_KEY" and config.key.source == "default"
 
 
@@ -84,7 +87,10 @@ def test_config_is_frozen() -> None:
         (["5000", "--max-frame", "1073741825"], "Invalid value for --max-frame: 1073741825"),
         (["5000", "--idle-timeout", "86401"], "Invalid value for --idle-timeout: 86401"),
         (["5000", "--max-clients", "0"], "Invalid value for --max-clients: 0"),
-        (["5000", "--max-clients", "10001"], "Invalid value for --max-clients: 10001"),
+        (["5000", "--max-clients", "100001"], "Invalid value for --max-clients: 100001"),
+        (["5000", "--frame-timeout", "86401"], "Invalid value for --frame-timeout: 86401"),
+        (["5000", "--min-rate", "0"], "Invalid value for --min-rate: 0"),
+        (["5000", "--drain-timeout", "-1"], "Invalid value for --drain-timeout: -1"),
         (["5000", "--cipher", "aes"], "Invalid value for --cipher: aes"),
         (["5000", "--port"], "Missing value for --port"),
         (["5000", "--key", ""], "Empty key"),

@@ -94,16 +94,19 @@ def test_truncated_frame_then_disconnect(data: bytes, reason: str) -> None:
         assert capture.errors() == [f"[ERROR] Truncated frame from {peer}: {reason}"]
 
 
-def test_max_clients_refuses_the_next_one() -> None:
+def test_max_clients_refuses_the_next_one_when_none_is_idle() -> None:
     with running_server("--max-clients", "1") as (server, capture):
         port = server.server_address[1]
         with connect(port) as first:
             send_message(first, b"first")
+            first.sendall(b"\x00\x00")  # a frame in progress: not evictable
+            capture.wait_for(lambda: all(client.busy for client in server._clients))
             with connect(port) as second:
                 peer = peer_of(second)
                 assert wait_closed(second)
             capture.wait_line(f"[ERROR] Client refused: {peer}: too many clients (limit 1)")
-            assert send_message(first, b"still served") == b"ACK: Received 12 bytes"
+            first.sendall(encode_frame(XOR.apply(b"still served"))[2:])
+            assert XOR.apply(recv_frame(first)) == b"ACK: Received 12 bytes"
         assert not any(peer in line for line in capture.lines())
         # The slot is free again once the first client left.
         capture.wait_for(lambda: any("disconnected" in line for line in capture.lines()))
@@ -170,7 +173,7 @@ def test_a_thread_that_cannot_start_refuses_that_client(monkeypatch: pytest.Monk
         capture.wait_line(f"[ERROR] Client refused: {peer}: Resource temporarily unavailable")
         with connect(port) as served:
             assert send_message(served, b"next") == b"ACK: Received 4 bytes"
-        assert len(server._clients) == 1
+            assert len(server._clients) == 1  # the refused client holds no slot
     # stop() joined every started thread and no other: no error, no traceback
     assert capture.errors() == [f"[ERROR] Client refused: {peer}: Resource temporarily unavailable"]
 
@@ -184,8 +187,8 @@ def test_idle_timeout() -> None:
         assert capture.errors() == [f"[ERROR] Idle timeout for {peer} after 1 s"]
 
 
-def test_stop_cuts_connected_clients_quietly() -> None:
-    with running_server() as (server, capture):
+def test_stop_cuts_a_client_still_in_its_frame_at_the_drain_deadline_quietly() -> None:
+    with running_server("--drain-timeout", "1") as (server, capture):
         sock = connect(server.server_address[1])
         peer = peer_of(sock)
         send_message(sock, b"hi")
@@ -243,12 +246,12 @@ def test_listen_backlog_reaches_listen(monkeypatch: pytest.MonkeyPatch) -> None:
     instance = server.SecureMsgServer(
         config, Logger(capture.out, capture.err, colour=False), SessionFactory.from_config(config)
     )
-    instance.server_close()
-    assert backlogs == [server.LISTEN_BACKLOG] == [128]
+    instance.shutdown()
+    assert backlogs == [socket.SOMAXCONN]
 
 
 def test_64_clients_connecting_while_the_acceptor_is_busy_are_all_served() -> None:
-    """The kernel queues them all (backlog 128); with socketserver's 5 most would wait."""
+    """The kernel queues them all (backlog SOMAXCONN); with a backlog of 5 most would wait."""
     from securemsg.config import parse_server_args
     from securemsg.log import Logger
     from securemsg.server import SecureMsgServer
@@ -261,7 +264,7 @@ def test_64_clients_connecting_while_the_acceptor_is_busy_are_all_served() -> No
     server = SecureMsgServer(config, logger, SessionFactory.from_config(config))
     port = server.server_address[1]
     clients: list[socket.socket] = []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread = threading.Thread(target=server.serve_forever)
     try:
         # Nobody accepts yet: each connect completes only if the backlog has room.
         for _ in range(64):
@@ -277,8 +280,8 @@ def test_64_clients_connecting_while_the_acceptor_is_busy_are_all_served() -> No
         if thread.is_alive():
             server.stop()
             thread.join(10)
-        else:  # shutdown() would wait for a serve_forever that never ran
-            server.server_close()
+        else:  # serve_forever never ran, so never shut down
+            server.shutdown()
 
 
 # --- noise ----------------------------------------------------------------------
