@@ -57,7 +57,7 @@ def running_server(*options: str) -> Iterator[tuple[object, Capture]]:
     capture = Capture()
     console = Logger(capture.out, capture.err, colour=False)
     server = SecureMsgServer(config, console, SessionFactory.from_config(config))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread = threading.Thread(target=server.serve_forever)
     thread.start()
     try:
         yield server, capture
