@@ -82,10 +82,10 @@ def build_cells(clients: Iterable[str] | None = None, servers: Iterable[str] | N
             and (backend is None or backend in CASES_BY_NAME[name].backends)]
 
 
-def unsupported_reason(registry: Registry, spec: CellSpec) -> str | None:
+def unsupported_reasons(registry: Registry, spec: CellSpec) -> list[str]:
+    """What the cell's implementations lack for its case (empty: the cell can run)."""
     case = CASES_BY_NAME[spec.case]
-    missing = case.missing(registry[spec.client], registry[spec.server], spec.cipher)
-    return "; ".join(missing) if missing else None
+    return case.missing(registry[spec.client], registry[spec.server], spec.cipher)
 
 
 def save_logs(cell: Cell, spec: CellSpec, results: Path, outcome: CellOutcome) -> Path:
@@ -112,9 +112,9 @@ def run_cell(backend: Backend, spec: CellSpec, results: Path | None,
     case: Case = CASES_BY_NAME[spec.case]
     started = time.monotonic()
     cell = Cell(spec.cell_id, timeout=timeouts.scaled(case.timeout))
-    reason = unsupported_reason(registry, spec)
-    if reason is not None:
-        outcome = CellOutcome(spec, UNSUPPORTED, [reason])
+    missing = unsupported_reasons(registry, spec)
+    if missing:
+        outcome = CellOutcome(spec, UNSUPPORTED, missing)
     else:
         outcome = _run_with_deadline(backend, case, spec, cell, registry)
     outcome.duration = time.monotonic() - started

@@ -1,0 +1,89 @@
+"""Bring your own implementation: one registry entry joins the matrix (docs/implementations.md).
+
+The extra entry is this repository's Python programs under another name, claiming the
+seed's features only (xor, one message per run): the cells needing what it lacks must
+be reported "unsupported" -- in the table, results.json and junit.xml -- never failed,
+never dropped, and the run must pass.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from securemsg_lab import registry
+from securemsg_lab.timeouts import scaled
+
+REPO = Path(__file__).resolve().parents[2]
+ENTRY = f"""
+name = "python-lite"
+description = "the Python programs, claiming the seed's features only"
+argv = "options"
+features = ["xor"]
+
+[local]
+root = "{REPO}"
+server = ["{{python}}", "python/server.py"]
+client = ["{{python}}", "python/client.py"]
+"""
+CASES = "single_message,interactive,ipv6,max_clients,client_timeout"
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def entry(tmp_path: Path) -> Path:
+    path = tmp_path / "python-lite.toml"
+    path.write_text(ENTRY)
+    return path
+
+
+def test_the_entry_loads_beside_the_built_in_ones(entry: Path) -> None:
+    loaded = registry.load(str(entry))
+    assert loaded.names()[-1] == "python-lite"
+    assert {"c", "python"} <= set(loaded.names())
+    lite = loaded["python-lite"]
+    assert lite.features == {"xor"}
+    assert lite.local_client[1] == str(REPO / "python" / "client.py")
+
+
+def test_matrix_reports_what_the_entry_lacks_as_unsupported(entry: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "securemsg_lab.matrix", "--backend", "local",
+         "--implementations", str(entry), "-c", "python-lite,c", "-s", "c,python-lite",
+         "-t", CASES, "--results", str(results)],
+        capture_output=True, text=True, timeout=scaled(240), check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    cells = {cell["id"]: cell for cell in json.loads((results / "results.json").read_text())
+             ["cells"]}
+    # 2 clients x 2 servers x 5 cases x 2 ciphers: every case applies to both ciphers
+    assert len(cells) == 2 * 2 * 5 * 2
+    assert cells["python-lite-c-single_message-xor"]["status"] == "passed"
+    assert cells["c-python-lite-single_message-xor"]["status"] == "passed"
+    assert cells["c-c-interactive-xor"]["status"] == "passed"
+    unsupported = {cell_id: cell["reasons"] for cell_id, cell in cells.items()
+                   if cell["status"] == "unsupported"}
+    assert unsupported["python-lite-c-single_message-noise"] == [
+        "python-lite client lacks 'noise'"]
+    assert unsupported["python-lite-c-interactive-xor"] == [
+        "python-lite client lacks 'interactive'"]
+    assert unsupported["c-python-lite-max_clients-xor"] == [
+        "python-lite server lacks 'max-clients'"]
+    assert unsupported["python-lite-python-lite-ipv6-xor"] == [
+        "python-lite client lacks 'ipv6'", "python-lite server lacks 'ipv6'"]
+    # A case without a server program needs nothing of the cell's server.
+    assert cells["c-python-lite-client_timeout-xor"]["status"] == "passed"
+    assert all(cell["status"] == "passed" for cell_id, cell in cells.items()
+               if "python-lite" not in cell_id)
+    assert not any(cell["status"] == "failed" for cell in cells.values())
+    suite = ET.parse(results / "junit.xml").getroot().find("testsuite")  # noqa: S314 - ours
+    assert suite is not None
+    assert suite.get("skipped") == str(len(unsupported))
+    assert suite.get("failures") == "0"
+    assert "?" in done.stdout  # the table marks them
+    assert f"{len(unsupported)} unsupported" in done.stdout
