@@ -12,7 +12,7 @@ import handout_solutions as sol
 import pytest
 from handout_pcap import connection_pcap
 from securemsg_lab.handout.cli import run_check
-from securemsg_lab.handout.result import Result
+from securemsg_lab.handout.result import Fail, Result
 from securemsg_lab.handout.workspace import REPO, Workspace, start
 
 pytestmark = pytest.mark.timeout(300)
@@ -56,7 +56,7 @@ def check(task: int, ws: Workspace) -> Result:
 
 def test_start_copies_and_plants(planted: Path) -> None:
     assert "net_write_all(c->fd, out, 4)" in (planted / "c" / "server.c").read_text()
-    assert "is Message and event.data" in (planted / "python/securemsg/server.py").read_text()
+    assert "Message) and event.data" in (planted / "python/securemsg/server.py").read_text()
     assert not (planted / "c" / "build").exists()
     assert sorted(p.name for p in (planted / "challenge").iterdir()) == ["task4.txt",
                                                                           "task5.txt"]
@@ -218,3 +218,16 @@ def test_cli_exit_status(ws: Workspace) -> None:
     assert ok.returncode == 0 and "Task 2 (read a frame by hand): PASS" in ok.stdout
     bad = subprocess.run([*argv, "4"], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert bad.returncode == 1 and "FAIL" in bad.stdout and "hint:" in bad.stdout
+
+
+def test_start_refuses_a_stale_patch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bugs = tmp_path / "bugs"
+    bugs.mkdir()
+    (bugs / "Z-stale.patch").write_text(
+        "--- a/c/server.c\n+++ b/c/server.c\n@@ -1,2 +1,2 @@\n-no such line\n+planted\n"
+        " nor this one\n")
+    monkeypatch.setattr("securemsg_lab.handout.workspace.BUGS", bugs)
+    work = tmp_path / "work"
+    with pytest.raises(Fail, match=r"Z-stale\.patch does not apply"):
+        start(work)
+    assert not work.exists()  # a rerun starts clean

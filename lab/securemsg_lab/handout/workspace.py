@@ -120,7 +120,11 @@ def start(work: Path, force: bool = False, seed: int | None = None) -> list[str]
     work.mkdir(parents=True)
     for tree in COPIED:
         shutil.copytree(REPO / tree, work / tree, ignore=IGNORED)
-    bugs = apply_bugs(work)
+    try:
+        bugs = apply_bugs(work)
+    except Fail:
+        shutil.rmtree(work)  # half-patched: a rerun must not take it for a student's work
+        raise
     (work / "answers").mkdir()
     # A fixed seed (instructors, tests) gives the same challenges; else the OS's randomness.
     rng = secrets.SystemRandom() if seed is None else random.Random(seed)  # noqa: S311
