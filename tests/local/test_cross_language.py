@@ -8,7 +8,6 @@ python/client.py, servers on port 0, 50 concurrent clients. Ids: client-server-c
 from __future__ import annotations
 
 import pytest
-
 from securemsg_lab.matrix.cells import CellSpec, build_cells
 from securemsg_lab.matrix.pytest_plugin import MatrixRuns
 

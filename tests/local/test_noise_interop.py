@@ -17,14 +17,11 @@ import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,11 +29,15 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from noise.connection import NoiseConnection
 from noise.exceptions import NoiseHandshakeError, NoiseInvalidMessage
+from securemsg_lab import registry
+from securemsg_lab.process import Output, Process, ProcResult
+from securemsg_lab.process import run as run_program
+from securemsg_lab.timeouts import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 LANGS = ("c", "python")
-TIMEOUT = 30.0  # seconds for any single wait
+TIMEOUT = scaled(30.0)  # seconds for any single wait
 
 PROTOCOL = "Noise_NNpsk0_25519_ChaChaPoly_SHA256"
 PROLOGUE = b"securemsg-noise-v1"
@@ -161,81 +162,47 @@ def flip(data: bytes, index: int) -> bytes:
 
 
 def program(lang: str, role: str) -> list[str]:
-    if lang == "c":
-        return [str(ROOT / "c" / role)]
-    return [sys.executable, str(ROOT / "python" / f"{role}.py")]
+    return registry.default()[lang].program(role)
 
 
-def program_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "SECUREMSG_KEY"}
-    env.update(NO_COLOR="1", PYTHONUNBUFFERED="1")
-    return env
+def exactly(text: str) -> str:
+    return f"^{re.escape(text)}$"
 
 
 class Lines:
-    """Collects a pipe's lines in a thread; tests wait for a line to appear."""
+    """One stream of a launched program, as lines these tests wait for."""
 
-    def __init__(self, pipe: object) -> None:
-        self.lines: list[str] = []
-        self.changed = threading.Condition()
-        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
-        self.thread.start()
+    def __init__(self, output: Output) -> None:
+        self.output = output
 
-    def _read(self, pipe: object) -> None:
-        for raw in iter(pipe.readline, b""):  # type: ignore[attr-defined]
-            with self.changed:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self.changed.notify_all()
-        with self.changed:
-            self.changed.notify_all()
-
-    def wait_for(self, predicate: Callable[[str], object], what: str) -> str:
-        deadline = time.monotonic() + TIMEOUT
-        with self.changed:
-            while True:
-                for line in self.lines:
-                    if predicate(line):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or not self.thread.is_alive():
-                    pytest.fail(f"no line {what!r} in {self.lines!r}")
-                self.changed.wait(min(left, 0.2))
-
-    def finish(self) -> None:
-        """Wait for the end of the pipe (after the process has exited)."""
-        self.thread.join(TIMEOUT)
+    def wait_for(self, pattern: str | re.Pattern[str], what: str) -> str:
+        found = self.output.wait_for(pattern, timeout=TIMEOUT)
+        if not found:
+            pytest.fail(f"no line {what!r} in {self.snapshot()!r}")
+        return found[0].string
 
     def snapshot(self) -> list[str]:
-        with self.changed:
-            return list(self.lines)
+        return [line.text for line in self.output.since(0)]
 
 
 @dataclass
 class ServerProcess:
     lang: str
-    process: subprocess.Popen[bytes]
-    out: Lines
-    err: Lines
+    process: Process
     port: int = 0
+
+    def __post_init__(self) -> None:
+        self.out, self.err = Lines(self.process.out), Lines(self.process.err)
 
     def peer_lines(self, peer: str) -> list[str]:
         """This connection's stdout lines, from `Client connected` to `Client disconnected`."""
-        end = self.out.wait_for(lambda line: line == f"[INFO] Client disconnected: {peer}", peer)
+        end = self.out.wait_for(exactly(f"[INFO] Client disconnected: {peer}"), peer)
         lines = self.out.snapshot()
         start = lines.index(f"[INFO] Client connected: {peer}")
         return lines[start : lines.index(end) + 1]
 
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(TIMEOUT)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-            self.out.finish()
-            self.err.finish()
+    def stop(self) -> int | None:
+        return self.process.stop(timeout=TIMEOUT).exit_code
 
 
 @pytest.fixture(scope="session")
@@ -266,25 +233,11 @@ def noise_options(key_file: Path) -> list[str]:
 @contextlib.contextmanager
 def running_server(lang: str, key_options: list[str]) -> Iterator[ServerProcess]:
     """One of our servers on 127.0.0.1, port 0; stopped with SIGTERM, which must exit 0."""
-    port_args = ["0"] if lang == "c" else ["--port", "0"]  # each language's seed spelling
-    process = subprocess.Popen(
-        [
-            *program(lang, "server"),
-            "--bind",
-            LOOPBACK,
-            "--cipher",
-            "noise",
-            *key_options,
-            *port_args,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=program_env(),
-    )
-    running = ServerProcess(lang, process, Lines(process.stdout), Lines(process.stderr))
+    impl = registry.default()[lang]  # each language's seed spelling of the port
+    argv = impl.server_args(0, ["--bind", LOOPBACK, "--cipher", "noise", *key_options])
+    running = ServerProcess(lang, Process([*impl.program("server"), *argv], role="server"))
     try:
-        listening = running.out.wait_for(LISTENING.match, "[INFO] Listening on")
+        listening = running.out.wait_for(LISTENING, "[INFO] Listening on")
         running.port = int(LISTENING.match(listening)["port"])  # type: ignore[index]
         yield running
     finally:
@@ -388,7 +341,7 @@ def assert_refused(
     server: ServerProcess, peer: str, error_prefix: str, handshaken: bool, received: int = 0
 ) -> None:
     """One [ERROR] line with a reason, the connection's lines, and no message let through."""
-    line = server.err.wait_for(lambda line: line.startswith(error_prefix), error_prefix)
+    line = server.err.wait_for("^" + re.escape(error_prefix), error_prefix)
     assert len(line) > len(error_prefix), "the error line names no reason"
     assert [e for e in server.err.snapshot() if peer in e] == [line]
     lines = server.peer_lines(peer)
@@ -474,7 +427,7 @@ def test_server_refuses_a_message_above_max_frame(server: ServerProcess, psk: by
             client.send_message(text_of(limit + 1))
         assert closed_by_peer(sock)
     line = f"[ERROR] Message too large from {peer}: more than {limit} bytes"
-    server.err.wait_for(lambda text: text == line, line)
+    server.err.wait_for(exactly(line), line)
     assert_refused(server, peer, f"[ERROR] Message too large from {peer}: ", handshaken=True)
     still_serves(server, psk)
 
@@ -571,29 +524,19 @@ class IndependentServer:
 
 def run_client(
     lang: str, port: int, key_file: Path, message: bytes | None, stdin: bytes | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    options: list[str | bytes] = [*noise_options(key_file)]
-    args: list[str | bytes]
-    if lang == "c":
-        args = [*options, LOOPBACK, str(port), *([] if message is None else [message])]
-    else:
-        args = ["--host", LOOPBACK, "--port", str(port), *options]
-        args += [] if message is None else ["--message", message]
-    return subprocess.run(
-        [*program(lang, "client"), *args],
-        input=stdin or b"",
-        capture_output=True,
-        timeout=TIMEOUT * 2,
-        env=program_env(),
-        check=False,
-    )
+) -> ProcResult:
+    options = noise_options(key_file)
+    text = None if message is None else message.decode()
+    args = registry.default()[lang].client_args(LOOPBACK, port, text, options)
+    return run_program([*program(lang, "client"), *args], stdin=stdin or b"",
+                       timeout=TIMEOUT * 2)
 
 
-def out_lines(run: subprocess.CompletedProcess[bytes]) -> list[str]:
+def out_lines(run: ProcResult) -> list[str]:
     return run.stdout.decode("utf-8", "replace").splitlines()
 
 
-def err_lines(run: subprocess.CompletedProcess[bytes]) -> list[str]:
+def err_lines(run: ProcResult) -> list[str]:
     return run.stderr.decode("utf-8", "replace").splitlines()
 
 
@@ -615,7 +558,7 @@ def test_client_single_message(
     peer = IndependentServer(psk, behaviour)
     run = run_client(lang, peer.port, key_file, b"Hello from our client")
     peer.join()
-    assert (run.returncode, err_lines(run)) == (0, [])
+    assert (run.exit_code, err_lines(run)) == (0, [])
     assert out_lines(run) == client_lines(peer.port, [b"Hello from our client"])
     assert peer.received == [(b"Hello from our client", 1)]
     assert peer.errors == []
@@ -627,7 +570,7 @@ def test_client_chunks_a_long_message(built: None, psk: bytes, key_file: Path, l
     peer = IndependentServer(psk)
     run = run_client(lang, peer.port, key_file, message)
     peer.join()
-    assert (run.returncode, err_lines(run)) == (0, [])
+    assert (run.exit_code, err_lines(run)) == (0, [])
     assert out_lines(run) == client_lines(peer.port, [message])
     assert f"[SEND] Encrypted bytes: {70000 + 2 * 17} bytes" in out_lines(run)
     assert peer.received == [(message, 2)]
@@ -639,14 +582,14 @@ def test_client_interactive(built: None, psk: bytes, key_file: Path, lang: str) 
     peer = IndependentServer(psk)
     run = run_client(lang, peer.port, key_file, None, stdin=b"\n".join(lines) + b"\r\n\n")
     peer.join()
-    assert (run.returncode, err_lines(run)) == (0, [])
+    assert (run.exit_code, err_lines(run)) == (0, [])
     assert out_lines(run) == client_lines(peer.port, lines)
     assert peer.received == [(line, 1) for line in lines]
 
 
-def assert_client_failed(run: subprocess.CompletedProcess[bytes], *prefixes: str) -> None:
+def assert_client_failed(run: ProcResult, *prefixes: str) -> None:
     errors = err_lines(run)
-    assert run.returncode == 1, (run.returncode, errors)
+    assert run.exit_code == 1, (run.exit_code, errors)
     assert len(errors) == 1, errors
     assert errors[0].startswith(prefixes), errors
     assert not any(line.startswith("[RECV]") for line in out_lines(run))
@@ -656,27 +599,11 @@ def assert_client_failed(run: subprocess.CompletedProcess[bytes], *prefixes: str
 def test_client_derives_the_psk_from_a_passphrase(built: None, lang: str) -> None:
     passphrase, psk = argon2id_case("utf-8")
     peer = IndependentServer(psk)
-    run = subprocess.run(
-        [
-            *program(lang, "client"),
-            "--cipher",
-            "noise",
-            "--key",
-            passphrase,
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(peer.port),
-            "--message",
-            "derived",
-        ],
-        capture_output=True,
-        timeout=TIMEOUT * 2,
-        env=program_env(),
-        check=False,
-    )
+    run = run_program([*program(lang, "client"), "--cipher", "noise", "--key", passphrase,
+                       "--host", LOOPBACK, "--port", str(peer.port), "--message", "derived"],
+                      timeout=TIMEOUT * 2)
     peer.join()
-    assert (run.returncode, err_lines(run)) == (0, [])
+    assert (run.exit_code, err_lines(run)) == (0, [])
     assert out_lines(run) == client_lines(peer.port, [b"derived"])
     assert peer.received == [(b"derived", 1)]
 

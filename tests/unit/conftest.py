@@ -1,16 +1,10 @@
-"""Make ``python/securemsg`` (and ``unit_support``) importable without installing."""
+"""Unit tests: pure, no processes (those are in tests/local). `securemsg` and
+`securemsg_lab` are installed in the venv; `unit_support` is found because pytest puts
+this directory (no __init__.py) first on the import path."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-HERE = Path(__file__).resolve().parent
-for path in (HERE, HERE.parents[1] / "python"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
 
 
 @pytest.fixture

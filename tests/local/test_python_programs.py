@@ -1,61 +1,64 @@
-"""The entry points as processes: exit codes, usage text, signals (PROTOCOL.md 5)."""
+"""The Python entry points as processes: exit codes, usage text, signals (PROTOCOL.md 5).
+
+Process-level (they spawn python/server.py and python/client.py), hence in tests/local;
+started and stopped with the lab's launcher (securemsg_lab.process).
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from unit_support import PYTHON_DIR, connect
+from securemsg_lab.process import Process, ProcResult
+from securemsg_lab.process import run as run_program
+from securemsg_lab.timeouts import scaled
 
+PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
 SERVER = str(PYTHON_DIR / "server.py")
 CLIENT = str(PYTHON_DIR / "client.py")
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 
-def environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("SECUREMSG_KEY", None)
-    env["NO_COLOR"] = "1"
-    return env
+class Completed:
+    """A finished run, in the subprocess.CompletedProcess spelling these tests use."""
+
+    def __init__(self, result: ProcResult) -> None:
+        assert not result.timed_out, result
+        self.returncode, self.stdout, self.stderr = result.exit_code, result.stdout, result.stderr
 
 
-def run(*argv: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, *argv],
-        input=stdin,
-        capture_output=True,
-        timeout=30,
-        env=environment(),
-        cwd="/",  # the entry points work from anywhere
-        check=False,
-    )
+def run(*argv: str | bytes, stdin: bytes = b"") -> Completed:
+    # cwd "/": the entry points work from anywhere
+    return Completed(run_program([sys.executable, *argv], stdin=stdin,  # type: ignore[list-item]
+                                 timeout=scaled(30), cwd="/"))
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=scaled(10))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 class ServerProcess:
     """``server.py --port 0`` in the background; learns its port from the log."""
 
     def __init__(self, *options: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, SERVER, "--port", "0", "--bind", "127.0.0.1", *options],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=environment(),
-        )
-        assert self.process.stdout is not None
+        self.process = Process([sys.executable, SERVER, "--port", "0", "--bind", "127.0.0.1",
+                                *options], role="server")
+        self.port = self.process.wait_listening()
         head = 2 if "noise" in options else 1  # secure mode adds the Cipher line
-        self.first_lines = [self.process.stdout.readline().decode() for _ in range(head)]
-        self.port = int(self.first_lines[0].rsplit(":", 1)[1])
+        self.process.out.wait_for(".", count=head, timeout=scaled(10))
+        self.first_lines = [line.text + "\n" for line in self.process.out.since(0)[:head]]
 
-    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str, str]:
-        self.process.send_signal(signum)
-        out, err = self.process.communicate(timeout=20)
-        return self.process.returncode, out.decode(), err.decode()
+    def stop(self, signum: int = signal.SIGTERM) -> tuple[int | None, str, str]:
+        result = self.process.stop(signum, timeout=scaled(20))
+        return result.exit_code, result.stdout.decode(), result.stderr.decode()
 
 
 def test_usage_error_exit_2_with_usage_text() -> None:
@@ -113,10 +116,7 @@ def test_cannot_listen_exit_1() -> None:
     ids=["newline", "escape", "invalid-utf8"],
 )
 def test_unusable_bind_address_is_one_escaped_line(bind: bytes, shown: str) -> None:
-    result = subprocess.run(
-        [sys.executable, SERVER, "--bind", bind, "0"],  # type: ignore[list-item]
-        capture_output=True, timeout=30, env=environment(), check=False,
-    )
+    result = run(SERVER, "--bind", bind, "0")
     assert result.returncode == 1
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1, lines
@@ -189,7 +189,7 @@ def test_noise_between_processes() -> None:
 )
 def test_second_signal_during_shutdown_still_exits_0(signals: tuple[int, int]) -> None:
     """`timeout` sends SIGTERM twice; the second used to deadlock the first's handler."""
-    deadline = time.monotonic() + 40  # bounded: 20 rounds, or fewer on a slow machine
+    deadline = time.monotonic() + scaled(40)  # bounded: 20 rounds, fewer on a slow machine
     rounds = 0
     while rounds < 20 and time.monotonic() < deadline:
         server = ServerProcess()
@@ -197,15 +197,13 @@ def test_second_signal_during_shutdown_still_exits_0(signals: tuple[int, int]) -
         for signum in signals:
             os.kill(server.process.pid, signum)
         try:
-            out, err = server.process.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.communicate()
-            raise AssertionError(f"round {rounds}: no exit within 5 s after {signals}") from None
+            result = server.process.wait(timeout=scaled(5))
         finally:
             if sock is not None:
                 sock.close()
-        assert server.process.returncode == 0, (rounds, out, err)
+        out, err = result.stdout, result.stderr
+        assert not result.timed_out, f"round {rounds}: no exit within 5 s after {signals}"
+        assert result.exit_code == 0, (rounds, out, err)
         assert "[INFO] Shutting down\n" in out.decode(), (rounds, out)
         assert err == b"", (rounds, err)
         rounds += 1
