@@ -209,11 +209,19 @@ class ClientHandler:
         return max(0.0, limit - now), error
 
     def _protocol_deadline(self) -> tuple[float | None, SecureMsgError]:
-        """When the current phase (handshake, frame, idle) must end."""
+        """When the current wait must end: the earlier of the handshake deadline
+        (noise, until it completes) and the frame's or the idle deadline."""
+        limit, error = self._frame_or_idle_deadline()
+        frame_timeout = self.config.frame_timeout
+        if not self.session.established and frame_timeout:
+            handshake_end = self.accepted_at + frame_timeout
+            if limit is None or handshake_end <= limit:
+                return handshake_end, HandshakeTimeout(frame_timeout)
+        return limit, error
+
+    def _frame_or_idle_deadline(self) -> tuple[float | None, SecureMsgError]:
         frame_timeout = self.config.frame_timeout
         idle = self.config.idle_timeout
-        if not self.session.established and frame_timeout:
-            return self.accepted_at + frame_timeout, HandshakeTimeout(frame_timeout)
         if self._frame_start is not None and frame_timeout:
             length = self.session.frame_progress()[2] or 0
             allowed = frame_timeout + length / self.config.min_rate
