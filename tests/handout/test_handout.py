@@ -11,6 +11,7 @@ from pathlib import Path
 import handout_solutions as sol
 import pytest
 from handout_pcap import connection_pcap
+from securemsg_lab.handout import procs
 from securemsg_lab.handout.cli import run_check
 from securemsg_lab.handout.result import Fail, Result
 from securemsg_lab.handout.workspace import REPO, Workspace, start
@@ -60,6 +61,15 @@ def test_start_copies_and_plants(planted: Path) -> None:
     assert not (planted / "c" / "build").exists()
     assert sorted(p.name for p in (planted / "challenge").iterdir()) == ["task4.txt",
                                                                           "task5.txt"]
+
+
+def test_workspace_programs_are_registry_entries(planted: Path) -> None:
+    """The checks and the matrix run the workspace's copies, not the reference."""
+    c_impl, py_impl = (procs.implementation(planted, lang) for lang in ("c", "python"))
+    assert (c_impl.name, py_impl.name) == ("c-work", "python-work")
+    assert c_impl.program("server") == [str(planted / "c" / "server")]
+    assert str(planted / "python" / "server.py") in py_impl.program("server")
+    assert procs.implementation(REPO, "c").program("server") == [str(REPO / "c" / "server")]
 
 
 def test_start_keeps_an_existing_workspace(planted: Path) -> None:

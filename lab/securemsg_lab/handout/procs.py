@@ -1,117 +1,95 @@
-"""Every process the checks start, in one module (to swap for the lab core's launcher).
+"""The programs the checks run, through the lab core: the implementations registry gives
+each program's command line, `securemsg_lab.process` starts and stops it.
 
-Servers listen on 127.0.0.1 port 0 and announce the port in their `Listening on`
-line; every wait is bounded; `Server` is a context manager that always stops its
-process (SIGTERM, then SIGKILL).
+The reference programs are the registry's `c` and `python` entries. A workspace's
+copies are the same entries with their root moved to the workspace (`c-work`,
+`python-work`), written as registry TOML files so the matrix can load them too
+(`--implementations`). Servers listen on 127.0.0.1, port 0; every wait is bounded.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
-import threading
-import time
+import json
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from .. import process, registry, timeouts
+from ..paths import REPO
+
 LOOPBACK = "127.0.0.1"
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
-LISTENING = re.compile(r"\[INFO\] Listening on (?:\[[^\]]*\]|[^:\s]+):(\d+)")
+LANGS = ("c", "python")
+RUN_TIMEOUT = 30.0
 
 
 class ProcessError(Exception):
-    """A program did not start, or did not do what the check needed."""
+    """A program did not build, start, or do what the check needed."""
 
 
-def quiet_env() -> dict[str, str]:
-    """No colour, unbuffered Python, and no key from the caller's environment."""
-    env = {k: v for k, v in os.environ.items() if k != "SECUREMSG_KEY"}
-    env.update(NO_COLOR="1", PYTHONUNBUFFERED="1")
-    return env
+def entry_dir(work: Path) -> Path:
+    return work / ".implementations"
 
 
-def program(tree: Path, lang: str, role: str) -> list[str]:
-    """The command prefix of `role` (server/client) in a tree with c/ and python/."""
-    if lang == "c":
-        return [str(tree / "c" / role)]
-    return [sys.executable, str(tree / "python" / f"{role}.py")]
+def write_entries(work: Path) -> Path:
+    """Registry entries for the workspace's programs: the reference entries, renamed,
+    with the workspace as their root. The directory holding them."""
+    out = entry_dir(work)
+    out.mkdir(exist_ok=True)
+    for lang in LANGS:
+        doc = tomllib.loads(Path(registry.default()[lang].source).read_text(encoding="utf-8"))
+        local = doc.get("local", {})
+        lines = [f"name = {json.dumps(lang + '-work')}",
+                 f"description = {json.dumps('the handout workspace copy of ' + lang)}",
+                 f"argv = {json.dumps(doc.get('argv', 'options'))}",
+                 f"features = {json.dumps(doc.get('features', ['xor']))}",
+                 "", "[local]", f"root = {json.dumps(str(work))}"]
+        lines += [f"{key} = {json.dumps(local[key])}" for key in ("build", "server", "client")
+                  if key in local]
+        (out / f"{lang}-work.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def implementation(tree: Path, lang: str) -> registry.Implementation:
+    """The registry entry of `lang` in `tree`: the reference, or a workspace's copy."""
+    if tree.resolve() == REPO.resolve():
+        return registry.default()[lang]
+    return registry.from_toml(write_entries(tree) / f"{lang}-work.toml")
 
 
 def server_argv(tree: Path, lang: str, options: list[str]) -> list[str]:
-    """A loopback server on an ephemeral port, with each language's seed spelling."""
-    if lang == "c":
-        return [*program(tree, lang, "server"), "--bind", LOOPBACK, *options, "0"]
-    return [*program(tree, lang, "server"), "--bind", LOOPBACK, "--port", "0", *options]
+    impl = implementation(tree, lang)
+    return [*impl.program("server"), *impl.server_args(0, ["--bind", LOOPBACK, *options])]
 
 
 def client_argv(tree: Path, lang: str, port: int, message: str, options: list[str]) -> list[str]:
-    if lang == "c":
-        return [*program(tree, lang, "client"), *options, LOOPBACK, str(port), message]
-    return [*program(tree, lang, "client"), "--host", LOOPBACK, "--port", str(port),
-            "--message", message, *options]
+    impl = implementation(tree, lang)
+    return [*impl.program("client"), *impl.client_args(LOOPBACK, port, message, options)]
 
 
 class Server:
-    """A running server; its output is collected line by line."""
+    """A running server, standard error merged into its output in write order."""
 
     def __init__(self, argv: list[str]) -> None:
         self.argv = argv
         self.port = 0
-        self._out = bytearray()
-        self._cond = threading.Condition()
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, env=quiet_env())
+            self.proc = process.Process(argv, role="server", merge=True)
         except OSError as exc:
             raise ProcessError(f"cannot start {argv[0]}: {exc.strerror}") from exc
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := self.proc.stdout.read1(65536):
-            with self._cond:
-                self._out += chunk
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
 
     def output(self) -> str:
-        with self._cond:
-            return self._out.decode("utf-8", "replace")
-
-    def wait_for(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str] | None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                found = pattern.search(self._out.decode("utf-8", "replace"))
-                left = deadline - time.monotonic()
-                if found or left <= 0 or not self._reader.is_alive():
-                    return found
-                self._cond.wait(min(left, 0.1))
+        return self.proc.out.snapshot().decode("utf-8", "replace")
 
     def start(self) -> Server:
-        found = self.wait_for(LISTENING, START_TIMEOUT)
-        if found is None:
-            self.stop()
-            raise ProcessError(f"{' '.join(self.argv)} did not start: {self.output()[-300:]!r}")
-        self.port = int(found.group(1))
+        try:
+            self.port = self.proc.wait_listening()
+        except process.LaunchError as exc:
+            raise ProcessError(str(exc)) from exc
         return self
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
-        self._reader.join(STOP_TIMEOUT)
+        self.proc.stop()
         return self.output()
 
     def __enter__(self) -> Server:
@@ -124,7 +102,7 @@ class Server:
 
 @dataclass
 class Run:
-    """A finished program: exit status and output."""
+    """A finished program: exit status (-9: killed at its timeout) and output."""
 
     returncode: int
     stdout: str
@@ -135,22 +113,19 @@ class Run:
         return self.stdout + self.stderr
 
 
-def run(argv: list[str], timeout: float = 30.0, cwd: Path | None = None,
+def run(argv: list[str], timeout: float = RUN_TIMEOUT, cwd: Path | None = None,
         env: dict[str, str] | None = None) -> Run:
-    """Run a program to its end (killed after `timeout`: returncode -9); `env` adds
-    variables."""
+    """Run a program to its end; `env` adds variables to the programs' environment."""
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout, env={**quiet_env(), **(env or {})}, cwd=cwd,
-                              check=False)
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode("utf-8", "replace") if exc.stdout else ""
-        err = exc.stderr.decode("utf-8", "replace") if exc.stderr else ""
-        return Run(-9, out, err + f"\n(killed after {timeout:g} s)")
+        done = process.run(argv, timeout=timeouts.scaled(timeout), cwd=cwd,
+                           env=process.program_env(env))
     except OSError as exc:
         raise ProcessError(f"cannot run {argv[0]}: {exc.strerror}") from exc
-    return Run(done.returncode, done.stdout.decode("utf-8", "replace"),
-               done.stderr.decode("utf-8", "replace"))
+    err = done.stderr.decode("utf-8", "replace")
+    if done.timed_out:
+        err += f"\n(killed after {timeout:g} s)"
+    return Run(-9 if done.exit_code is None else done.exit_code,
+               done.stdout.decode("utf-8", "replace"), err)
 
 
 def make(directory: Path, *targets: str, timeout: float = 300.0) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -85,21 +86,23 @@ def compare(work: Path, lang: str, size: int, minimum: float, hint: str) -> str:
 
 def matrix(work: Path, server: str, cases: str) -> str:
     """The cross-language matrix, both clients and ciphers, against the workspace's server."""
-    with tempfile.TemporaryDirectory(prefix="handout-matrix-") as results:
-        argv = [sys.executable, "-m", "tests.integration", "--backend", "local",
-                "-s", server, "-c", "c,python", "-t", cases, "--cipher", "xor,noise",
-                "-j", "2", "--results", results]
-        result = procs.run(argv, timeout=MATRIX_TIMEOUT, cwd=REPO,
-                           env={"SECUREMSG_PROGRAMS_ROOT": str(work)})
+    results = work / "results" / f"matrix-{server}"  # kept: the failed cells' logs
+    shutil.rmtree(results, ignore_errors=True)
+    argv = [sys.executable, "-m", "securemsg_lab.matrix", "--backend", "local",
+            "--implementations", str(procs.write_entries(work)),
+            "-s", f"{server}-work", "-c", "c,python", "-t", cases,
+            "--cipher", "xor,noise", "-j", "2", "--results", str(results)]
+    result = procs.run(argv, timeout=MATRIX_TIMEOUT, cwd=REPO)
     summary = next((ln for ln in reversed(result.stdout.splitlines()) if "cells passed" in ln),
                    result.output.strip()[-160:])
     if result.returncode != 0:
         failed = [ln.strip() for ln in result.stdout.splitlines() if ln.startswith("FAILED")
                   or ln.strip().startswith("- ")][:8]
         raise Fail(f"matrix: {summary.split(';')[0]}",
-                   "the matrix reruns a failed cell with the command it prints: run it with "
-                   f"SECUREMSG_PROGRAMS_ROOT={work}", failed)
-    return f"matrix ({cases}; clients c, python; xor, noise): {summary.split(';')[0]}"
+                   "rerun a failed cell with the command the matrix prints, adding "
+                   f"--implementations {procs.entry_dir(work)}", failed)
+    return (f"matrix ({cases}; reference c and python clients x your {server} server; "
+            f"xor, noise): {summary.split(';')[0]}")
 
 
 def build(ws: Workspace) -> None:

@@ -26,10 +26,10 @@ from securemsg.crypto import xor
 from securemsg.framing import encode_frame
 from securemsg.session import ack_text
 
+from ..paths import REPO
 from . import procs
 from .result import Fail
 
-REPO = Path(__file__).resolve().parents[3]  # lab/securemsg_lab/handout/ in the checkout
 HANDOUT = REPO / "handout"
 BUGS = HANDOUT / "bugs"
 DEFAULT_WORK = HANDOUT / "work"
