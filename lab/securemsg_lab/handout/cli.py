@@ -55,7 +55,7 @@ def task_number(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m securemsg_lab.handout",
+    parser = argparse.ArgumentParser(prog="securemsg-handout",
                                      description="securemsg lab handout: self-checks")
     parser.add_argument("--work", help="the workspace (default handout/work, or "
                         "$SECUREMSG_HANDOUT_WORK)")
