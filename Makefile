@@ -53,10 +53,10 @@ lint: setup
 	$(PYTHON) -m ruff check .
 
 matrix: setup build
-	$(PYTHON) -m tests.integration $(ARGS)
+	$(VENV)/bin/securemsg-matrix $(ARGS)
 
 bench: setup build
-	$(PYTHON) bench/bench.py $(ARGS)
+	$(VENV)/bin/securemsg-bench $(ARGS)
 
 demo: setup build
 	$(PYTHON) scripts/demo.py $(ARGS)

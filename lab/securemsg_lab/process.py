@@ -199,20 +199,31 @@ class Process:
     def __init__(self, argv: list[str], *, role: str = "program",
                  stdin: bytes | str | None = None, env: Mapping[str, str] | None = None,
                  cwd: Path | str | None = None, merge: bool = False,
-                 new_session: bool = False) -> None:
+                 new_session: bool = False, log_files: tuple[Path, Path] | None = None) -> None:
+        """`stdin`: bytes to write then close, PIPE to keep open, None for none.
+        `merge`: stderr into stdout. `log_files`: stdout and stderr appended to these
+        files instead of kept in memory (a benchmarked server logs gigabytes)."""
         self.argv, self.role = list(argv), role
         self.started = time.monotonic()
         self.out, self.err = Output("out"), Output("err")
+        self.log_files = log_files
         self._result: ProcResult | None = None
-        self.popen = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else subprocess.PIPE,
-            env=program_env() if env is None else dict(env), cwd=cwd,
-            start_new_session=new_session,  # a terminal's Ctrl-C does not reach it
-        )
-        self._pumps = [self._follow(self.popen.stdout, self.out)]
-        if not merge:
-            self._pumps.append(self._follow(self.popen.stderr, self.err))
+        with contextlib.ExitStack() as files:
+            out, err = (files.enter_context(path.open("ab")) for path in log_files) \
+                if log_files else (subprocess.PIPE, subprocess.STDOUT if merge else subprocess.PIPE)
+            self.popen = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                stdout=out, stderr=err, env=program_env() if env is None else dict(env),
+                cwd=cwd, start_new_session=new_session,  # a terminal's Ctrl-C does not reach it
+            )
+        self._pumps = []
+        if log_files is None:
+            self._pumps.append(self._follow(self.popen.stdout, self.out))
+            if not merge:
+                self._pumps.append(self._follow(self.popen.stderr, self.err))
+        else:
+            self.out.close()
+            self.err.close()
         if isinstance(stdin, bytes):
             threading.Thread(target=self._feed, args=(stdin,), daemon=True).start()
 
@@ -245,13 +256,27 @@ class Process:
 
     def wait_listening(self, timeout: float | None = None) -> int:
         """The port of the `Listening on` line; stops the program if it does not come."""
+        timeout = timeouts.scaled(timeouts.START) if timeout is None else timeout
         try:
-            return listening_port(self.out, " ".join(self.argv),
-                                  timeouts.scaled(timeouts.START) if timeout is None else timeout)
+            if self.log_files:
+                return self._listening_in_file(self.log_files[0], timeout)
+            return listening_port(self.out, " ".join(self.argv), timeout)
         except LaunchError as error:
             result = self.stop()
             raise LaunchError(f"{error} (exit {result.exit_code}; stderr: "
                               f"{' | '.join(result.err_lines[-3:]) or 'empty'})") from None
+
+    def _listening_in_file(self, path: Path, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            with path.open("rb") as log:
+                head = log.read(65536).decode("utf-8", "replace")
+            found = next(filter(None, map(LISTENING.match, head.splitlines())), None)
+            if found:
+                return int(found["port"])
+            if not self.alive() or time.monotonic() > deadline:
+                raise LaunchError(f"{' '.join(self.argv)} printed no 'Listening on' line")
+            time.sleep(0.02)
 
     def send_signal(self, signum: int) -> None:
         if self.popen.poll() is None:

@@ -59,7 +59,7 @@ def test_loadgen_refuses_a_host_off_loopback() -> None:
 def test_quick_bench_of_the_c_server_checks_every_ack(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH / "bench.py"), "--quick", "--no-build", "--servers", "c",
+        [sys.executable, "-m", "securemsg_lab.bench", "--quick", "--no-build", "--servers", "c",
          "--seconds", "0.2", "--json", str(out)],
         capture_output=True, timeout=240, check=False,
     )
@@ -80,4 +80,9 @@ def test_quick_bench_of_the_c_server_checks_every_ack(tmp_path: Path) -> None:
     assert all(t["verdict"] != "SKIP" for t in doc["targets"] if "Python server" not in t["name"])
     assert "bare loopback reference median" in text
     assert "as a share of the reference: c xor" in text
+    # the yardstick: bench/refserver alternated with the C server's 64 B runs
+    assert all(len(doc["refserver_rt_per_s"][p]["c"]) == 3 for p in placements)
+    assert "refserver (beside c) median" in text
+    shares = [t for t in doc["targets"] if t["name"].startswith("C server xor / refserver")]
+    assert len(shares) == len(placements) and all(t["measured"] > 0 for t in shares)
     assert "Targets (issues 2 and 5" in text

@@ -1,7 +1,7 @@
-#!/usr/bin/env python3
-"""securemsg benchmark: both servers on loopback, driven by the compiled load client.
+"""securemsg benchmark: every registered server on loopback, driven by the compiled load client.
 
-Starts `c/server` and `python/server.py` on 127.0.0.1 with `--port 0`, runs
+Starts each implementation's server (`c/server`, `python/server.py`, and any other
+entry of the registry, docs/implementations.md) on 127.0.0.1 with port 0, runs
 `bench/loadgen` against each at several connection counts and message sizes
 (every run bounded in messages *and* seconds, every ACK checked), then measures
 raw XOR speed, noise-vs-xor ratios, handshakes per second and the cost of the
@@ -9,9 +9,11 @@ seed's split-write bug, and checks the targets of issues 2 and 5. The 64 B,
 1-connection runs behind the rt/s targets run in two placements -- wherever the
 scheduler puts server and load client, and both on one CPU -- each beside a bare
 loopback exchange (`bench/rttfloor`, no server) as a reference: on a virtual
-machine a wake-up across CPUs can cost more than everything a server does.
+machine a wake-up across CPUs can cost more than everything a server does -- and
+beside `bench/refserver`, a minimal C thread-per-connection xor server: the yardstick
+of the servers' targets (C >= 0.9x of it, Python >= 0.25x, issue 11).
 
-Usage: python3 bench/bench.py [--quick] [--strict] [--json FILE] [--no-build]
+Usage: securemsg-bench [--quick] [--strict] [--json FILE] [--no-build] [--servers c,python]
 See bench/README.md for the columns and the targets.
 """
 
@@ -22,10 +24,8 @@ import contextlib
 import itertools
 import json
 import os
-import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,7 +36,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import registry
+from .paths import REPO
+from .process import LaunchError, Process
+
+ROOT = REPO
 BENCH_DIR = ROOT / "bench"
 LOADGEN = BENCH_DIR / "loadgen"
 XORSPEED = BENCH_DIR / "xorspeed"
@@ -44,14 +48,13 @@ RTTFLOOR = BENCH_DIR / "rttfloor"
 # Where the 64 B, 1-connection runs put server, load client and reference:
 # "any": where the scheduler likes; "one-cpu": all on CPU 0 (`taskset -c 0`).
 PLACEMENTS = ("any", "one-cpu")
-C_SERVER = ROOT / "c" / "server"
-PY_SERVER = ROOT / "python" / "server.py"
-PY_PACKAGE_DIR = ROOT / "python"
+REFSERVER = BENCH_DIR / "refserver"
+#: the yardstick's name among the servers' results (not a registry implementation)
+REFERENCE = "refserver"
+#: the yardstick targets: (implementation, share of refserver's rt/s at 64 B, 1 connection)
+REFERENCE_TARGETS = (("c", "C", 0.9), ("python", "Python", 0.25))
 
 MiB = 1024 * 1024
-LISTEN_RE = re.compile(r"\[INFO\] Listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)")
-START_TIMEOUT_S = 20.0  # a noise server derives nothing (32-byte key file), but be generous
-STOP_TIMEOUT_S = 5.0
 SERVER_SEQUENCE = itertools.count(1)  # unique log file names per server start
 RUN_BYTE_BUDGET = 1024 * MiB  # the most payload one load run may send, whatever its length
 MAX_MESSAGES_PER_CONNECTION = 2_000_000
@@ -125,6 +128,8 @@ class Results:
     paired: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
     # placement -> rt/s of bench/rttfloor, one per alternation round
     floor: dict[str, list[float]] = field(default_factory=dict)
+    # placement -> server -> rt/s of bench/refserver, alternated with that server's runs
+    reference: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     xor_speed: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     load_average: list[float] = field(default_factory=list)  # 1-min, at start and end
@@ -135,12 +140,16 @@ class Results:
 
 
 def server_command(server: str, cipher: str, key_file: Path) -> list[str]:
-    common = ["--bind", "127.0.0.1", "--cipher", cipher, "--max-clients", "256"]
+    """A registry implementation's server (or the yardstick) on 127.0.0.1, port 0."""
+    if server == REFERENCE:
+        return [str(REFSERVER), "0"]
+    impl = registry.default()[server]
+    options = ["--bind", "127.0.0.1"]
+    if impl.has("max-clients"):
+        options += ["--max-clients", "256"]
     if cipher == "noise":
-        common += ["--key-file", str(key_file)]
-    if server == "c":
-        return [str(C_SERVER), *common, "--port", "0"]
-    return [sys.executable, str(PY_SERVER), *common, "--port", "0"]
+        options += ["--cipher", "noise", "--key-file", str(key_file)]
+    return [*impl.program("server"), *impl.server_args(0, options)]
 
 
 @dataclass
@@ -148,7 +157,7 @@ class RunningServer:
     name: str
     cipher: str
     port: int
-    process: subprocess.Popen[bytes]
+    process: Process
     stdout_path: Path
 
     def truncate_log(self) -> None:
@@ -156,19 +165,7 @@ class RunningServer:
         os.truncate(self.stdout_path, 0)
 
     def alive(self) -> bool:
-        return self.process.poll() is None
-
-
-def wait_for_port(process: subprocess.Popen[bytes], stdout_path: Path) -> int:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        match = LISTEN_RE.search(stdout_path.read_text(errors="replace"))
-        if match:
-            return int(match.group(1))
-        if process.poll() is not None:
-            break
-        time.sleep(0.02)
-    raise ServerStartError(f"no Listening line (exit status {process.poll()})")
+        return self.process.alive()
 
 
 @contextmanager
@@ -178,36 +175,18 @@ def running_server(
     sequence = next(SERVER_SEQUENCE)
     stdout_path = workdir / f"{server}-{cipher}-{sequence}.out"
     stderr_path = workdir / f"{server}-{cipher}-{sequence}.err"
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
-    # Append mode, so that truncate_log() between runs leaves no sparse hole behind.
-    with stdout_path.open("ab") as out, stderr_path.open("ab") as err:
-        process = subprocess.Popen(
-            [*prefix, *server_command(server, cipher, key_file)],  # taskset execs: same PID
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=ROOT,
-        )
+    # Log files, appended (truncate_log() then leaves no sparse hole), not pipes: the
+    # servers log every message, and reading that here would compete with them for CPU.
+    process = Process([*prefix, *server_command(server, cipher, key_file)],  # taskset execs
+                      role=f"{server} server", cwd=ROOT, log_files=(stdout_path, stderr_path))
     try:
-        port = wait_for_port(process, stdout_path)
+        port = process.wait_listening()
         yield RunningServer(server, cipher, port, process, stdout_path)
-    except ServerStartError as exc:
+    except LaunchError as exc:
         detail = stderr_path.read_text(errors="replace").strip().splitlines()[-3:]
         raise ServerStartError(f"{server} server ({cipher}): {exc}: {' | '.join(detail)}") from exc
     finally:
-        stop_process(process)
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT_S)
+        process.stop()
 
 
 # --- loadgen -----------------------------------------------------------------------------
@@ -313,9 +292,8 @@ def c_xor_speed(rounds: int) -> float:
 
 PY_XOR_SNIPPET = """
 import json, sys, time
-sys.path.insert(0, sys.argv[1])
 from securemsg import crypto
-rounds, size, how = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+rounds, size, how = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 key, data = b"MY_SECRET_KEY", bytes(range(256)) * (size // 256)
 if how == "XorCipher":
     fn = crypto.XorCipher(key).apply
@@ -339,18 +317,18 @@ PY_XOR_VARIANTS = (("python", "xor"), ("python XorCipher", "XorCipher"))
 
 
 def python_xor_available(how: str) -> bool:
-    source_path = PY_PACKAGE_DIR / "securemsg" / "crypto.py"
-    if not source_path.exists():
+    try:
+        from securemsg import crypto
+    except ImportError:
         return False
-    pattern = rf"^class {how}\b" if how[0].isupper() else rf"^def {how}\("
-    return re.search(pattern, source_path.read_text(), re.MULTILINE) is not None
+    return callable(getattr(crypto, how, None))
 
 
 def python_xor_speed(how: str, rounds: int) -> float:
     if not python_xor_available(how):
         raise BenchError(f"python/securemsg/crypto.py has no {how}")
     done = subprocess.run(
-        [sys.executable, "-c", PY_XOR_SNIPPET, str(PY_PACKAGE_DIR), str(rounds), str(MiB), how],
+        [sys.executable, "-c", PY_XOR_SNIPPET, str(rounds), str(MiB), how],
         capture_output=True,
         timeout=120,
         check=False,
@@ -440,9 +418,22 @@ def paired_median(
     return metric(find_run(results, server, cipher, 1, 64), "rt_per_s")
 
 
+def reference_share(results: Results, server: str, placement: str) -> float | None:
+    """A server's xor rt/s at 64 B, 1 connection, as a share of bench/refserver's in the
+    same alternation rounds."""
+    values = results.reference.get(placement, {}).get(server, [])
+    own = results.paired.get(placement, {}).get(server, {}).get("xor", [])
+    if not values or not own:
+        return None
+    return ratio(statistics.median(own), statistics.median(values))
+
+
 def compute_targets(results: Results) -> list[Target]:
     targets = []
     for placement in PLACEMENTS:
+        for server, label, share in REFERENCE_TARGETS:
+            targets.append(Target(f"{label} server xor / refserver, 64 B, 1 conn [{placement}]",
+                                  reference_share(results, server, placement), share, "x"))
         c_xor_64 = paired_median(results, "c", "xor", placement)
         py_xor_64 = paired_median(results, "python", "xor", placement)
         c_noise_64 = paired_median(results, "c", "noise", placement)
@@ -466,7 +457,8 @@ def print_summary(results: Results, config: BenchConfig) -> None:
         print(f"  {label:<17} {fmt_num(speed, 0):>8} MB/s")
 
     for placement, by_server in results.paired.items():
-        print_paired(placement, by_server, results.floor.get(placement, []), config)
+        print_paired(placement, by_server, results.floor.get(placement, []),
+                     results.reference.get(placement, {}), config)
 
     print()
     print("noise vs xor (same server, 1 connection; 64 B: medians of the [any] alternated runs):")
@@ -561,7 +553,7 @@ PLACEMENT_TITLES = {
 
 def print_paired(
     placement: str, by_server: dict[str, dict[str, list[float]]], floor: list[float],
-    config: BenchConfig,
+    reference: dict[str, list[float]], config: BenchConfig,
 ) -> None:
     """One placement's alternated runs, and each median as a share of the reference."""
     print()
@@ -574,6 +566,12 @@ def print_paired(
             shown = ", ".join(fmt_num(v) for v in values)
             median = fmt_num(statistics.median(values)) if values else "-"
             print(f"  {server:<7} {cipher:<6} median {median:>8}   ({shown})")
+    for server, values in reference.items():
+        if not values:
+            continue
+        shown = ", ".join(fmt_num(v) for v in values)
+        print(f"  refserver (beside {server}) median {fmt_num(statistics.median(values)):>8}   "
+              f"({shown})   [bench/refserver]")
     if not floor:
         return
     reference = statistics.median(floor)
@@ -604,6 +602,7 @@ def save_json(results: Results, config: BenchConfig, path: Path) -> None:
         "paired_64b_rt_per_s": results.paired,
         "xor_mb_per_s": results.xor_speed,
         "loopback_reference_rt_per_s": results.floor,
+        "refserver_rt_per_s": results.reference,
         "skipped": results.skipped,
         "load_average": results.load_average,
         "cpus": os.cpu_count(),
@@ -624,26 +623,32 @@ def save_json(results: Results, config: BenchConfig, path: Path) -> None:
 # --- driver ------------------------------------------------------------------------------
 
 
-def build() -> None:
-    for directory in ("c", "bench"):
-        done = subprocess.run(
-            ["make", "-s", "-C", str(ROOT / directory)],
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
+def build(servers: tuple[str, ...]) -> None:
+    """The bench tools, and each implementation's local build (registry `local.build`)."""
+    builds = [(["make", "-s", "-C", str(BENCH_DIR)], ROOT)]
+    for impl in (registry.default()[name] for name in servers):
+        if impl.local_build:
+            builds.append((list(impl.local_build), impl.root))
+    for command, where in builds:
+        done = subprocess.run(command, capture_output=True, timeout=300, check=False, cwd=where)
         if done.returncode != 0:
-            raise BenchError(f"make -C {directory} failed:\n{done.stderr.decode()[-2000:]}")
+            raise BenchError(f"{' '.join(command)} failed:\n{done.stderr.decode()[-2000:]}")
 
 
 def require_loadgen() -> None:
-    for tool in (LOADGEN, RTTFLOOR):
+    for tool in (LOADGEN, RTTFLOOR, REFSERVER):
         if not tool.exists():
             raise BenchError(f"bench/{tool.name} is not built (make -C bench)")
 
 
+def supports(server: str, cipher: str) -> bool:
+    return (server == REFERENCE and cipher == "xor") or registry.default()[server].has(cipher)
+
+
 def server_available(server: str) -> bool:
-    return C_SERVER.exists() if server == "c" else PY_SERVER.exists()
+    """Whether the implementation's server program is there (built, installed)."""
+    program = registry.default()[server].program("server")
+    return all(Path(word).exists() for word in program if Path(word).is_absolute())
 
 
 def bench_server(
@@ -682,27 +687,32 @@ def paired_runs(
 ) -> None:
     """xor and noise servers side by side, 64 B runs alternated with the bare loopback
     reference: all three see the same machine load, so their ratios are less noisy."""
-    ciphers = [c for c in ("xor", "noise") if c in config.ciphers]
+    ciphers = [c for c in ("xor", "noise") if c in config.ciphers and supports(server, c)]
     by_cipher: dict[str, list[float]] = {c: [] for c in ciphers}
     prefix = tuple(placement_prefix(placement))
     floor = results.floor.setdefault(placement, [])
+    reference = results.reference.setdefault(placement, {}).setdefault(server, [])
     with contextlib.ExitStack() as stack:
         servers = {
             c: stack.enter_context(running_server(server, c, workdir, key_file, prefix))
             for c in ciphers
         }
+        yardstick = stack.enter_context(running_server(REFERENCE, "xor", workdir, key_file,
+                                                       prefix))
         for _ in range(config.paired_rounds):
-            for cipher, srv in servers.items():
+            for cipher, srv in [*servers.items(), (REFERENCE, yardstick)]:
                 args = ["--connections", "1", "--size", "64", "--messages", "1000000"]
                 try:
-                    run = run_loadgen(srv.port, cipher, key_file, args, config.paired_seconds,
-                                      prefix)
+                    run = run_loadgen(srv.port, srv.cipher, key_file, args,
+                                      config.paired_seconds, prefix)
                 except LoadgenError as exc:
-                    results.skipped.append(f"{server}/{cipher} [{placement}] paired run: {exc}")
+                    results.skipped.append(f"{srv.name}/{srv.cipher} [{placement}] paired run: "
+                                           f"{exc}")
                     continue
                 srv.truncate_log()
                 if not run.get("errors"):
-                    by_cipher[cipher].append(float(run["rt_per_s"]))
+                    (reference if cipher == REFERENCE else by_cipher[cipher]).append(
+                        float(run["rt_per_s"]))
             try:
                 floor.append(loopback_floor(config.paired_seconds, placement))
             except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
@@ -729,6 +739,9 @@ def run_all(config: BenchConfig) -> Results:
                 results.skipped.append(f"{server} server: not built / not present")
                 continue
             for cipher in config.ciphers:
+                if not supports(server, cipher):
+                    results.skipped.append(f"{server}/{cipher}: unsupported (registry features)")
+                    continue
                 print(f"benchmarking {server} server, {cipher} ...", file=sys.stderr, flush=True)
                 try:
                     bench_server(server, cipher, config, workdir, key_file, results)
@@ -760,15 +773,20 @@ def parse_args(argv: list[str]) -> BenchConfig:
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target fails")
     parser.add_argument("--json", type=Path, metavar="FILE", help="save the results as JSON")
     parser.add_argument("--no-build", action="store_true", help="do not run make first")
-    parser.add_argument("--servers", default="c,python", help="comma list: c,python")
+    names = registry.default().names()
+    parser.add_argument("--servers", default=",".join(names),
+                        help=f"implementations, comma list (default: {','.join(names)})")
     parser.add_argument("--ciphers", default="xor,noise", help="comma list: xor,noise")
     parser.add_argument("--seconds", type=float, help="seconds per load run (0.2..30)")
     ns = parser.parse_args(argv)
+    unknown = [s for s in ns.servers.split(",") if s and s not in names]
+    if unknown:
+        parser.error(f"unknown implementation {', '.join(unknown)} (known: {', '.join(names)})")
     overrides: dict[str, object] = {
         "strict": ns.strict,
         "build": not ns.no_build,
         "json_path": ns.json,
-        "servers": tuple(s for s in ns.servers.split(",") if s in ("c", "python")),
+        "servers": tuple(s for s in ns.servers.split(",") if s),
         "ciphers": tuple(c for c in ns.ciphers.split(",") if c in ("xor", "noise")),
     }
     if ns.seconds is not None:
@@ -783,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         if config.build:
-            build()
+            build(config.servers)
         require_loadgen()
         results = run_all(config)
     except BenchError as exc:
