@@ -4,6 +4,7 @@ planted-bug variant (FAIL). Loopback only; every process is the checks' own or o
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,12 @@ def ws(tmp_path: Path, planted: Path) -> Workspace:
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
     (work / "answers").mkdir()
     return Workspace(work)
+
+
+@pytest.fixture(autouse=True)
+def no_lab_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Task 1 leaves ports 5000/5001 alone unless a test points it at its own server."""
+    monkeypatch.setenv("SECUREMSG_HANDOUT_LAB", "0")
 
 
 def check(task: int, ws: Workspace) -> Result:
@@ -96,6 +103,56 @@ def test_task1_fail_on_a_made_up_record(ws: Workspace) -> None:
     path.write_text(path.read_text().replace("Received 22 bytes", "Received 23 bytes"))
     result = check(1, ws)
     assert not result.passed and "23 bytes" in result.why
+
+
+LAB_LOG = """\
+server-c_1        | [INFO] Listening on 0.0.0.0:5000
+server-c_1        | [INFO] Client connected: 172.18.0.6:41862
+server-c_1        | [RECV] Plaintext: Hello from Python
+server-c_1        | [SEND] ACK sent to client
+server-c_1        | [RECV] Plaintext: Hello from C
+client-c-to-c_1   | [SEND] Encrypted bytes: 12 bytes
+client-c-to-c_1   | [RECV] ACK: Received 12 bytes
+"""
+
+
+def test_task1_pass_with_a_lab_log(ws: Workspace) -> None:
+    (ws.answers / "task1.txt").write_text(LAB_LOG)
+    result = check(1, ws)
+    assert result.passed, result.render()
+
+
+def unused_port() -> tuple[socket.socket, int]:
+    """A bound socket that never listens: connecting to its port is refused."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    return holder, holder.getsockname()[1]
+
+
+def test_task1_talks_to_the_lab_when_it_is_up(ws: Workspace,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    sol.task1(ws.answers)
+    holder, closed = unused_port()
+    with holder, procs.Server(procs.server_argv(REPO, "python", [])) as lab:
+        monkeypatch.setenv("SECUREMSG_HANDOUT_LAB", "1")
+        monkeypatch.setenv("SECUREMSG_C_PORT", str(lab.port))
+        monkeypatch.setenv("SECUREMSG_PYTHON_PORT", str(closed))
+        result = check(1, ws)
+    assert result.passed
+    assert f"C server on 127.0.0.1:{lab.port} answered" in result.why
+    assert f"nothing listens on 127.0.0.1:{closed}" in result.why
+
+
+def test_task1_fail_when_another_program_has_the_lab_port(
+        ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    sol.task1(ws.answers)
+    holder, closed = unused_port()
+    with holder, socket.create_server(("127.0.0.1", 0)) as other:  # accepts, never answers
+        monkeypatch.setenv("SECUREMSG_HANDOUT_LAB", "1")
+        monkeypatch.setenv("SECUREMSG_C_PORT", str(other.getsockname()[1]))
+        monkeypatch.setenv("SECUREMSG_PYTHON_PORT", str(closed))
+        result = check(1, ws)
+    assert not result.passed and "does not answer like the lab" in result.why
 
 
 def test_task2_pass(ws: Workspace) -> None:

@@ -38,19 +38,27 @@ def exchange(server_lang: str, client_lang: str, message: str) -> tuple[procs.Ru
     return client, server.output()
 
 
-def recorded(path: Path) -> tuple[str, int, int]:
-    """(message, encrypted bytes, ACK count) from the student's recorded output."""
+def recorded(path: Path) -> tuple[str, int]:
+    """(message, N) of one exchange in the student's recorded output: a server's
+    `[RECV] Plaintext: M` and a client's `[SEND] Encrypted bytes: N` and `[RECV] ACK:
+    Received N` with N the length of M (a lab log holds several exchanges)."""
     text = path.read_text(errors="replace")
     messages = recv_lines(text)
-    sends = SEND_LINE.findall(text)
-    acks = ACK_LINE.findall(text)
+    sends, acks = SEND_LINE.findall(text), ACK_LINE.findall(text)
     if not messages:
         raise Fail("task1.txt has no server line '[RECV] Plaintext: ...'",
                    "record the server's output as well as the client's")
     if not sends or not acks:
         raise Fail("task1.txt has no client lines '[SEND] Encrypted bytes' / "
                    "'[RECV] ACK: Received'", "record the client's output too")
-    return messages[0], int(sends[0]), int(acks[0])
+    for message in messages:
+        size = str(len(message.encode()))
+        if "\\" not in message and size in sends and size in acks:
+            return message, int(size)
+    raise Fail(f"no client lines for the message {messages[0]!r} "
+               f"({len(messages[0].encode())} bytes): the client says {acks[0]} bytes",
+               "record one exchange: the server's lines and the client's lines of the "
+               "same message, in xor mode")
 
 
 def lab_status() -> list[str]:
@@ -76,17 +84,13 @@ def lab_status() -> list[str]:
 
 
 def check_task1(ws: Workspace) -> str:
-    message, sent, acked = recorded(ws.answer("task1.txt"))
-    if "\\" not in message and acked != len(message.encode()):
-        raise Fail(f"the ACK says {acked} bytes, the message {message!r} has "
-                   f"{len(message.encode())}", "record one exchange: the server's lines and "
-                   "the client's lines of the same message")
+    message, size = recorded(ws.answer("task1.txt"))
     details = lab_status()
     langs = [lang for lang in ("c", "python") if built(lang)]
     for lang in langs:
         client, server_out = exchange(langs[0], lang, message)
         got = (SEND_LINE.findall(client.stdout), ACK_LINE.findall(client.stdout))
-        if client.returncode != 0 or got != ([str(sent)], [str(acked)]):
+        if client.returncode != 0 or got != ([str(size)], [str(size)]):
             raise Fail(f"the {lang} client, sending {message!r} again, printed something "
                        f"else: {client.output.strip()[-160:]!r}",
                        "record the output of the programs themselves, in xor mode",
