@@ -1,0 +1,178 @@
+"""Helpers of the stress suite: the scale, a server process, peers, figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from securemsg.crypto import DEFAULT_KEY, XorCipher
+from securemsg.framing import encode_frame
+from securemsg_lab import process, registry
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+XOR = XorCipher(DEFAULT_KEY)
+LOADGEN = ROOT / "bench" / "loadgen"
+
+# Each figure: (short, long). Short: the whole suite in a minute or two on 2 cores.
+_SCALES: dict[str, tuple[Any, Any]] = {
+    "slowloris_peers": (200, 1000),  # per kind of peer
+    "slowloris_clients": (20, 100),  # real clients served while the peers hold on
+    "slowloris_hold": (3.0, 15.0),  # seconds the trickling peers keep trickling
+    "burst": (1000, 10000),
+    "burst_deadline": (60.0, 180.0),  # seconds for the whole burst
+    "soak_seconds": (4.0, 60.0),
+    "soak_connections": (4, 8),
+    "junk_peers": (200, 5000),  # fuzz-like peers: random frames, partial frames, junk
+    "shutdown_clients": (100, 100),
+    "shutdown_trials": (1, 3),
+}
+
+
+def scale_name() -> str:
+    return "long" if os.environ.get("SECUREMSG_STRESS", "short") == "long" else "short"
+
+
+def scaled(name: str) -> Any:
+    short, long = _SCALES[name]
+    return long if scale_name() == "long" else short
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50/p99/max in milliseconds (values in seconds)."""
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {"n": len(ordered), "p50_ms": round(statistics.median(ordered) * 1000, 2),
+            "p99_ms": round(p99 * 1000, 2), "max_ms": round(ordered[-1] * 1000, 2)}
+
+
+@dataclass
+class Figures:
+    """What one test measured, for results/stress/*.json and the terminal summary."""
+
+    test: str
+    implementation: str
+    scale: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"test": self.test, "implementation": self.implementation,
+                "scale": self.scale, **self.values}
+
+    def summary(self) -> str:
+        return f"{self.test} [{self.implementation}, {self.scale}]: " + json.dumps(self.values)
+
+
+class ServerUnderTest:
+    """One server program on 127.0.0.1, port 0, started through the lab launcher."""
+
+    def __init__(self, impl: registry.Implementation, options: tuple[str, ...]) -> None:
+        self.options = options
+        argv = [*impl.program("server"), *impl.server_args(0, ("--bind", HOST, *options))]
+        self.proc = process.Process(argv, role=f"{impl.name}-server")
+        self.port = self.proc.wait_listening()
+        self.result: process.ProcResult | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_kib(self) -> int:
+        """Resident set size from /proc (0 once the process is gone)."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text(encoding="ascii")
+        except OSError:
+            return 0
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        return int(match.group(1)) if match else 0
+
+    def lines(self) -> list[str]:
+        return process._lines(self.proc.out.snapshot())
+
+    def errors(self) -> list[str]:
+        return process._lines(self.proc.err.snapshot())
+
+    def count(self, prefix: str) -> int:
+        return sum(line.startswith(prefix) for line in self.lines())
+
+    def terminate(self, timeout: float = 30.0) -> tuple[process.ProcResult, float]:
+        """SIGTERM; the result and the seconds until the process had exited."""
+        started = time.monotonic()
+        self.result = self.proc.stop(signal.SIGTERM, timeout)
+        return self.result, time.monotonic() - started
+
+    def stop(self) -> None:
+        if self.result is None:
+            self.result = self.proc.stop(signal.SIGTERM, 30.0)
+
+
+def connect(port: int, timeout: float = 30.0) -> socket.socket:
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError(f"closed after {len(data)} of {size} bytes")
+        data += chunk
+    return data
+
+
+def exchange(sock: socket.socket, message: bytes) -> None:
+    """Send one xor message and check its ACK (raises on anything else)."""
+    sock.sendall(encode_frame(XOR.apply(message)))
+    length = int.from_bytes(recv_exactly(sock, 4), "big")
+    ack = XOR.apply(recv_exactly(sock, length))
+    expected = b"ACK: Received %d bytes" % len(message)
+    if ack != expected:
+        raise AssertionError(f"ACK {ack!r}, expected {expected!r}")
+
+
+def real_client_round(port: int) -> float:
+    """Connect, one message, close: the seconds it took (what a user waits)."""
+    started = time.monotonic()
+    with connect(port, timeout=30.0) as sock:
+        exchange(sock, b"a real client")
+    return time.monotonic() - started
+
+
+def junk_bytes() -> bytes:
+    """What a fuzzer sends: random frames, cut frames, lengths far too large, noise."""
+    kind = secrets.randbelow(5)
+    if kind == 0:  # a few whole random frames
+        return b"".join(encode_frame(secrets.token_bytes(secrets.randbelow(2000)))
+                        for _ in range(1 + secrets.randbelow(5)))
+    if kind == 1:  # a large frame, cut short
+        return encode_frame(secrets.token_bytes(200000))[: secrets.randbelow(200000)]
+    if kind == 2:  # a length over the limit
+        return (0x7FFFFFFF).to_bytes(4, "big") + secrets.token_bytes(100)
+    if kind == 3:  # noise
+        return secrets.token_bytes(secrets.randbelow(5000))
+    return encode_frame(secrets.token_bytes(1 << 20))  # a whole 1 MiB frame
+
+
+def loadgen(port: int, connections: int, size: int, seconds: float) -> dict[str, Any]:
+    """bench/loadgen: ``connections`` clients sending ``size``-byte messages for ``seconds``."""
+    argv = [str(LOADGEN), "--connections", str(connections), "--size", str(size),
+            "--duration", str(seconds), "--idle-timeout", "30", HOST, str(port)]
+    run = subprocess.run(argv, capture_output=True, timeout=seconds + 120, check=False)
+    return json.loads(run.stdout.decode().strip().splitlines()[-1])
