@@ -86,7 +86,8 @@ def check_task3(ws: Workspace) -> str:
         exchanges = xor_exchanges(capture.read_bytes(), key)
     except pcap.PcapError as exc:
         raise Fail(f"task3.pcap: {exc}", "save the capture as pcap: tcpdump -w FILE, or in "
-                   "Wireshark File > Save As > Wireshark/tcpdump - pcap") from exc
+                   "Wireshark File > Save As > Wireshark/tcpdump - pcap (or convert: "
+                   "editcap -F pcap FILE.pcapng task3.pcap)") from exc
     if not exchanges:
         raise Fail("no securemsg xor exchange (a message and its ACK) in task3.pcap",
                    "capture on the interface the traffic takes (lo for 127.0.0.1), start the "

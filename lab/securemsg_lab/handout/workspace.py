@@ -146,6 +146,8 @@ class Workspace:
 
     def answer(self, name: str) -> Path:
         path = self.answers / name
+        if not self.answers.is_dir():
+            raise Fail(f"no workspace {self.root}", "create it first: make handout-start")
         if not path.exists():
             raise Fail(f"no answer file {path}",
                        f"write your answer into {path} (HANDOUT.md says what goes in it)")
