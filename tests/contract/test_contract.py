@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,8 +250,10 @@ def _outcomes(
             values["port"] = str(port)
         argv = [_fill(arg, values) for arg in row.args]
         stdin = _fill(row.stdin, values)
-        results = {lang: _run([*PROGRAMS[lang][row.program][0], *argv], row, stdin)
-                   for lang in LANGUAGES}
+        with ThreadPoolExecutor(len(LANGUAGES)) as pool:  # the languages side by side
+            runs = {lang: pool.submit(_run, [*PROGRAMS[lang][row.program][0], *argv], row, stdin)
+                    for lang in LANGUAGES}
+            results = {lang: run.result() for lang, run in runs.items()}
     return results, values
 
 
