@@ -13,7 +13,6 @@ from .result import Fail
 from .workspace import REPO
 
 RAW_TIMEOUT = 5.0
-DISCONNECTED = re.compile(r"\[INFO\] Client disconnected: ")
 HEX_JUNK = re.compile(r"0x|[\s:,]")
 
 
@@ -57,18 +56,17 @@ def recv_frame(sock: socket.socket) -> bytes | None:
     return data[4 : 4 + struct.unpack_from(">I", data)[0]]
 
 
-def raw_exchange(server: procs.Server, wire: bytes, wait_reply: bool = True) -> bytes | None:
-    """Send `wire` as it is, read one reply frame, close; then wait for the server's
-    disconnect line so that its output is complete."""
+def raw_exchange(server: procs.Server, wire: bytes) -> bytes | None:
+    """Send `wire` as it is, read one reply frame (None: none came), close; then wait for
+    the server's disconnect line so that its output is complete."""
     seen = server.output().count("[INFO] Client disconnected: ")
     reply: bytes | None = None
     with socket.create_connection((procs.LOOPBACK, server.port), timeout=RAW_TIMEOUT) as sock:
-        sock.sendall(wire)
-        if wait_reply:
-            try:
-                reply = recv_frame(sock)
-            except TimeoutError:
-                reply = None
+        try:
+            sock.sendall(wire)
+            reply = recv_frame(sock)
+        except OSError:  # a timeout, or the server refused the frame and reset
+            reply = None
     deadline = time.monotonic() + RAW_TIMEOUT
     while time.monotonic() < deadline:
         if server.output().count("[INFO] Client disconnected: ") > seen:

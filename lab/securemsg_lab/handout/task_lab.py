@@ -125,12 +125,12 @@ def live_refusal() -> list[str]:
                 proxy.close()
         out = server.output()
     altered = any(conn.altered for conn in proxy.connections)
-    if not altered or not DECRYPT_FAILED.search(out) or recv_lines(out) or client.returncode != 1:
+    refused = DECRYPT_FAILED.search(out)
+    if not altered or refused is None or recv_lines(out) or client.returncode != 1:
         raise Fail(f"the {lang} noise server did not refuse a tampered frame as documented",
                    "this is the lab's fault, not yours: tell your instructor",
                    out.strip().splitlines()[-4:])
-    return [f"live: the {lang} noise server refused a tampered frame: "
-            + DECRYPT_FAILED.search(out).group(0)]  # type: ignore[union-attr]
+    return [f"live: the {lang} noise server refused a tampered frame: {refused.group(0)}"]
 
 
 def check_task6(ws: Workspace) -> str:
