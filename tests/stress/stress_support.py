@@ -101,6 +101,27 @@ class ServerUnderTest:
         match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
         return int(match.group(1)) if match else 0
 
+    def cpu_ticks(self) -> int:
+        """User + system time of the server so far, in clock ticks."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text(encoding="ascii")
+        except OSError:
+            return 0
+        fields = stat.rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+    def wait_idle(self, timeout: float = 60.0) -> float:
+        """Wait until the server has used (almost) no CPU for 0.5 s; the seconds waited."""
+        started = time.monotonic()
+        before = self.cpu_ticks()
+        while time.monotonic() - started < timeout:
+            time.sleep(0.5)
+            now = self.cpu_ticks()
+            if now - before <= 2:
+                break
+            before = now
+        return time.monotonic() - started
+
     def lines(self) -> list[str]:
         return process._lines(self.proc.out.snapshot())
 
@@ -170,9 +191,64 @@ def junk_bytes() -> bytes:
     return encode_frame(secrets.token_bytes(1 << 20))  # a whole 1 MiB frame
 
 
-def loadgen(port: int, connections: int, size: int, seconds: float) -> dict[str, Any]:
+def loadgen(port: int, connections: int, size: int, seconds: float,
+            messages: int = 1_000_000) -> dict[str, Any]:
     """bench/loadgen: ``connections`` clients sending ``size``-byte messages for ``seconds``."""
     argv = [str(LOADGEN), "--connections", str(connections), "--size", str(size),
-            "--duration", str(seconds), "--idle-timeout", "30", HOST, str(port)]
+            "--duration", str(seconds), "--messages", str(messages), "--idle-timeout", "30",
+            HOST, str(port)]
     run = subprocess.run(argv, capture_output=True, timeout=seconds + 120, check=False)
     return json.loads(run.stdout.decode().strip().splitlines()[-1])
+
+
+class LoggingToFile(ServerUnderTest):
+    """A server whose output goes to files, truncated between phases.
+
+    The lab launcher keeps a program's output in memory; a soak logs every message
+    (1 MiB lines for 1 MiB messages), so here it goes to an append-mode file that
+    ``truncate`` empties while the server writes on.
+    """
+
+    def __init__(self, impl: registry.Implementation, options: tuple[str, ...],
+                 directory: Path) -> None:
+        self.options = options
+        self.out_path, self.err_path = directory / "server.out", directory / "server.err"
+        argv = [*impl.program("server"), *impl.server_args(0, ("--bind", HOST, *options))]
+        with self.out_path.open("ab") as out, self.err_path.open("ab") as err:
+            self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                          stderr=err, env=process.program_env())
+        self.port = self._wait_port()
+        self.result = None
+
+    def _wait_port(self) -> int:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            text = self.out_path.read_bytes()[:4096].decode(errors="replace")
+            match = re.search(r"^\[INFO\] Listening on .+:(\d+)$", text, re.MULTILINE)
+            if match:
+                return int(match.group(1))
+            time.sleep(0.05)
+        self.popen.kill()
+        raise process.LaunchError(f"no Listening line from {self.popen.args}")
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def lines(self) -> list[str]:
+        return process._lines(self.out_path.read_bytes())
+
+    def errors(self) -> list[str]:
+        return process._lines(self.err_path.read_bytes())
+
+    def truncate(self) -> None:
+        os.truncate(self.out_path, 0)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
