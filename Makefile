@@ -6,7 +6,7 @@ PYTHON := $(CURDIR)/$(VENV)/bin/python
 export PYTHON
 
 .PHONY: help setup build lab lab-down base-image images test test-c lint matrix bench demo clean clean-venv \
-        handout-start check
+        handout-start check stress
 
 help:
 	@echo "make lab        install what is missing, build everything, run the Docker lab (Ctrl-C stops)"
@@ -21,6 +21,7 @@ help:
 	@echo "make setup      install host packages (apt) and the project venv .venv (pip, from /usr/bin/python3)"
 	@echo "make test-c     the C unit tests alone (ASan+UBSan)"
 	@echo "make lint       ruff over all Python code"
+	@echo "make stress     tests/stress at full scale (issue 10 figures, ~10 min) and long fuzz runs"
 	@echo "make clean      remove build outputs and results/"
 	@echo "make handout-start  the lab handout's workspace, handout/work (FORCE=1 starts over)"
 	@echo "make check      check the handout's tasks (TASK=3: one task): PASS or FAIL with a hint"
@@ -48,6 +49,10 @@ test: setup build
 
 test-c:
 	$(MAKE) -C c test
+
+# make test runs tests/stress and tests/fuzz at their short scale; this is the long one.
+stress: setup build
+	SECUREMSG_STRESS=long SECUREMSG_FUZZ=long $(PYTHON) -m pytest tests/stress tests/fuzz $(ARGS)
 
 lint: setup
 	$(PYTHON) -m ruff check .
