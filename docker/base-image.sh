@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
-# Build the lab's base image, securemsg/base:bookworm: Debian bookworm plus the
-# packages both language images need (compilers for the C build stage, python3
-# with cryptography/PyNaCl for secure mode, tcpdump for the capture demo).
+# Build the lab's base images: the starting points docker/lab.sh passes to the
+# Dockerfiles (build args BUILD_BASE, RUNTIME_BASE) so that no build needs a
+# registry or the network.
 #
-#   docker/base-image.sh [--force] [--from auto|registry|mmdebstrap]
+#   docker/base-image.sh [--force] [--from auto|registry|mmdebstrap] [IMAGE...]
 #
-# Does nothing when the image exists (unless --force). Otherwise:
-#   registry    FROM debian:bookworm-slim + apt-get (docker/base.Dockerfile);
-#               used when a registry answers `docker pull` within a few seconds.
+# IMAGE is one of (default: build runtime)
+#   build    securemsg/base-build:bookworm    gcc make libc6-dev libsodium-dev pkg-config
+#   runtime  securemsg/base-runtime:bookworm  python3 python3-cryptography python3-nacl tcpdump
+#   debian   securemsg/base-debian:bookworm   no extra package: a stand-in for
+#            debian:bookworm-slim (tests/integration/test_registry_build.py pushes it)
+# The lab images take only what they need from these (docker/rootfs.sh).
+#
+# Does nothing for an image that exists (unless --force). Otherwise:
+#   registry    FROM $SECUREMSG_UPSTREAM + apt-get (docker/base.Dockerfile); used
+#               when a registry answers `docker pull` within a few seconds.
 #   mmdebstrap  a minbase bookworm built from the host's own apt sources and
 #               piped into `docker import` (no registry needed).
-# Environment: SECUREMSG_BASE_IMAGE (tag), SECUREMSG_PULL_TIMEOUT (s, default 15).
+# Environment: SECUREMSG_BASE_NAME (tags are NAME-build:bookworm...; default
+# securemsg/base), SECUREMSG_UPSTREAM (default debian:bookworm-slim),
+# SECUREMSG_BASE_FROM (the default of --from), SECUREMSG_PULL_TIMEOUT (s, default 15),
+# SECUREMSG_BUILD_TIMEOUT (s, default 900).
 set -euo pipefail
 
-readonly IMAGE="${SECUREMSG_BASE_IMAGE:-securemsg/base:bookworm}"
-readonly UPSTREAM="debian:bookworm-slim"
+readonly NAME="${SECUREMSG_BASE_NAME:-securemsg/base}"
+readonly UPSTREAM="${SECUREMSG_UPSTREAM:-debian:bookworm-slim}"
 readonly PULL_TIMEOUT="${SECUREMSG_PULL_TIMEOUT:-15}"
 readonly BUILD_TIMEOUT="${SECUREMSG_BUILD_TIMEOUT:-900}"
-readonly PACKAGES=(python3 python3-cryptography python3-nacl gcc make libc6-dev
-                   libsodium-dev tcpdump)
+# Keep in sync with BUILD_PACKAGES / RUNTIME_PACKAGES / CAPTURE_PACKAGES in docker/*.Dockerfile.
+readonly BUILD_PACKAGES="gcc make libc6-dev libsodium-dev pkg-config"
+readonly RUNTIME_PACKAGES="python3 python3-cryptography python3-nacl tcpdump"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly HERE
 # mmdebstrap runs hooks with $1 = the rootfs: single quotes on purpose.
@@ -30,42 +41,66 @@ log() { printf '[base-image] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-    sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 force=0
-from=auto
+from="${SECUREMSG_BASE_FROM:-auto}"
+which=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --force) force=1 ;;
         --from) [ $# -ge 2 ] || die "--from needs a value"; from="$2"; shift ;;
         --from=*) from="${1#--from=}" ;;
         -h|--help) usage; exit 0 ;;
+        build|runtime|debian) which+=("$1") ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
     shift
 done
 case "$from" in auto|registry|mmdebstrap) ;; *) die "bad --from: $from" ;; esac
+[ ${#which[@]} -gt 0 ] || which=(build runtime)
+
+tag_of() { printf '%s-%s:bookworm\n' "$NAME" "$1"; }
+packages_of() {
+    case "$1" in
+        build) echo "$BUILD_PACKAGES" ;;
+        runtime) echo "$RUNTIME_PACKAGES" ;;
+        debian) echo "" ;;
+    esac
+}
 
 command -v docker >/dev/null || die "docker CLI not found"
 timeout 30 docker info >/dev/null 2>&1 || die "the Docker engine does not answer"
 
-image_exists() { docker image inspect "$IMAGE" >/dev/null 2>&1; }
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
-if [ "$force" -eq 0 ] && image_exists; then
-    log "$IMAGE exists; nothing to do (use --force to rebuild)"
+wanted() {
+    local kind
+    for kind in "${which[@]}"; do
+        if [ "$force" -eq 1 ] || ! image_exists "$(tag_of "$kind")"; then
+            echo "$kind"
+        fi
+    done
+}
+
+todo=()
+mapfile -t todo < <(wanted)
+if [ ${#todo[@]} -eq 0 ]; then
+    log "$(for k in "${which[@]}"; do tag_of "$k"; done | tr '\n' ' ')exist; nothing to do (--force rebuilds)"
     exit 0
 fi
 
 # One build at a time on this machine (tests and `make` may start us together);
-# whoever waited finds the image the first one built.
+# whoever waited finds the images the first one built.
 if command -v flock >/dev/null; then
     exec 9>"${TMPDIR:-/tmp}/securemsg-base-image.lock"
     if ! flock -n 9; then
         log "another base image build is running; waiting for it"
         timeout "$BUILD_TIMEOUT" flock 9 || die "timed out waiting for the other build"
-        if [ "$force" -eq 0 ] && image_exists; then
-            log "$IMAGE exists now; nothing to do"
+        mapfile -t todo < <(wanted)
+        if [ "$force" -eq 0 ] && [ ${#todo[@]} -eq 0 ]; then
+            log "the images exist now; nothing to do"
             exit 0
         fi
     fi
@@ -94,34 +129,40 @@ ensure_mmdebstrap() {
 }
 
 build_from_registry() {
-    log "building $IMAGE from $UPSTREAM"
+    local kind="$1" packages
+    packages="$(packages_of "$kind")"
+    [ -n "$packages" ] || die "$kind: only mmdebstrap builds it (it stands in for $UPSTREAM)"
+    log "building $(tag_of "$kind") from $UPSTREAM"
     timeout "$BUILD_TIMEOUT" docker build \
-        --build-arg "PACKAGES=${PACKAGES[*]}" \
-        --label securemsg.component=base \
-        -t "$IMAGE" - <"$HERE/base.Dockerfile"   # no context: nothing to copy
+        --build-arg "UPSTREAM=$UPSTREAM" \
+        --build-arg "PACKAGES=$packages" \
+        --build-arg "COMPONENT=base-$kind" \
+        -t "$(tag_of "$kind")" - <"$HERE/base.Dockerfile"   # no context: nothing to copy
 }
 
 build_with_mmdebstrap() {
-    local sources tmp_tag status
+    local kind="$1" image packages sources tmp_tag status
+    image="$(tag_of "$kind")"
+    packages="$(packages_of "$kind")"
     ensure_mmdebstrap
     sources="$(host_sources)" || die "no apt sources file found on this host"
 
     # Keep the host's snapshot-friendly setting if it has one (snapshot
     # mirrors serve Release files whose Valid-Until has passed).
-    local aptopts=()
+    local opts=()
     local valid
     valid="$(apt-config shell V Acquire::Check-Valid-Until | sed -n "s/^V='\(.*\)'$/\1/p")"
     if [ -n "$valid" ]; then
-        aptopts+=(--aptopt="Acquire::Check-Valid-Until \"$valid\"")
+        opts+=(--aptopt="Acquire::Check-Valid-Until \"$valid\"")
     fi
+    [ -n "$packages" ] && opts+=(--include="${packages// /,}")
 
     # A temporary tag: a failed or truncated build never replaces a good image.
-    tmp_tag="${IMAGE%%:*}:tmp-$$"
-    log "building $IMAGE with mmdebstrap (minbase bookworm, sources from $sources)"
+    tmp_tag="${image%%:*}:tmp-$$"
+    log "building $image with mmdebstrap (minbase bookworm${packages:+ + $packages}, sources from $sources)"
     set +e
     timeout "$BUILD_TIMEOUT" mmdebstrap --variant=minbase --mode=auto --quiet \
-        --include="$(IFS=,; echo "${PACKAGES[*]}")" \
-        "${aptopts[@]}" \
+        "${opts[@]}" \
         --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' \
         --dpkgopt='path-include=/usr/share/locale/locale.alias' \
@@ -133,7 +174,7 @@ build_with_mmdebstrap() {
     | timeout "$BUILD_TIMEOUT" docker import \
         --change "ENV $PATH_ENV" \
         --change 'ENV LANG=C.UTF-8' \
-        --change 'LABEL securemsg.component=base org.opencontainers.image.title=securemsg-base' \
+        --change "LABEL securemsg.component=base-$kind org.opencontainers.image.title=securemsg-base-$kind" \
         --change 'CMD ["bash"]' \
         - "$tmp_tag" >/dev/null
     status=("${PIPESTATUS[@]}")
@@ -142,7 +183,7 @@ build_with_mmdebstrap() {
         docker image rm "$tmp_tag" >/dev/null 2>&1 || true
         die "mmdebstrap (status ${status[0]}) or docker import (status ${status[1]}) failed"
     fi
-    docker tag "$tmp_tag" "$IMAGE"
+    docker tag "$tmp_tag" "$image"
     docker image rm "$tmp_tag" >/dev/null
 }
 
@@ -170,21 +211,36 @@ registry_answers() {
     return "$rc"
 }
 
-case "$from" in
-    registry) build_from_registry ;;
-    mmdebstrap) build_with_mmdebstrap ;;
-    auto)
-        if registry_answers; then
-            build_from_registry
-        else
-            log "no registry answers; falling back to mmdebstrap"
-            build_with_mmdebstrap
-        fi
-        ;;
-esac
+# Smoke test: the pieces the lab images rely on are really there.
+check_image() {
+    local kind="$1" image
+    image="$(tag_of "$kind")"
+    case "$kind" in
+        build) timeout 60 docker run --rm --network none "$image" \
+                   sh -c 'gcc --version >/dev/null && make --version >/dev/null && pkg-config --exists libsodium' ;;
+        runtime) timeout 60 docker run --rm --network none "$image" \
+                   sh -c 'python3 -c "import cryptography, nacl.pwhash" && tcpdump --version >/dev/null 2>&1' ;;
+        debian) timeout 60 docker run --rm --network none "$image" apt-get --version >/dev/null ;;
+    esac || die "$image is missing some of: $(packages_of "$kind")"
+    log "built $image ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}'))"
+}
 
-# Smoke test: the pieces the images rely on are really there.
-timeout 60 docker run --rm --network none "$IMAGE" \
-    python3 -c 'import cryptography, nacl.pwhash' \
-    || die "$IMAGE is missing python3 / cryptography / PyNaCl"
-log "built $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
+method="$from"
+if [ "$method" = auto ]; then
+    if [ "${todo[*]}" = debian ]; then
+        method=mmdebstrap
+    elif registry_answers; then
+        method=registry
+    else
+        log "no registry answers; using mmdebstrap"
+        method=mmdebstrap
+    fi
+fi
+for kind in "${todo[@]}"; do
+    if [ "$method" = registry ] && [ "$kind" != debian ]; then
+        build_from_registry "$kind"
+    else
+        build_with_mmdebstrap "$kind"
+    fi
+    check_image "$kind"
+done

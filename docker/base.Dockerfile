@@ -1,16 +1,20 @@
-# securemsg/base:bookworm when a registry answers (docker/base-image.sh picks
-# this path; without a registry it builds the same image with mmdebstrap).
+# A base image from a registry's Debian image (docker/base-image.sh, when a
+# registry answers; without one it builds the same image with mmdebstrap).
 # Built without a context: `docker build - < docker/base.Dockerfile`.
-FROM debian:bookworm-slim
+ARG UPSTREAM=debian:bookworm-slim
+FROM ${UPSTREAM}
 
-# Keep in sync with PACKAGES in docker/base-image.sh (which passes it in).
-ARG PACKAGES="python3 python3-cryptography python3-nacl gcc make libc6-dev libsodium-dev tcpdump"
+# docker/base-image.sh passes its BUILD_PACKAGES or RUNTIME_PACKAGES.
+ARG PACKAGES
+ARG COMPONENT=base
 
 RUN set -eux; \
+    test -n "$PACKAGES"; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PACKAGES; \
+    apt-get clean; \
     rm -rf /var/lib/apt/lists/*
 
 ENV LANG=C.UTF-8
-LABEL securemsg.component=base org.opencontainers.image.title=securemsg-base
+LABEL securemsg.component=${COMPONENT} org.opencontainers.image.title=securemsg-${COMPONENT}
 CMD ["bash"]

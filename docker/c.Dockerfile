@@ -1,9 +1,19 @@
 # securemsg/c:latest - the C server and client, statically linked, on an
 # empty image: /server, /client and /usr/local/bin/healthcheck, nothing else.
 # Build context: the repository root (see compose.yaml and .dockerignore).
-# Needs securemsg/base:bookworm (docker/base-image.sh); no network is used.
+#
+# BUILD_BASE: the image the build stage starts from. By default the official
+# Debian image (a registry and its apt mirror are needed); docker/lab.sh passes
+# securemsg/base-build:bookworm (docker/base-image.sh), which has the packages,
+# so the build uses no network.
+ARG BUILD_BASE=debian:bookworm-slim
 
-FROM securemsg/base:bookworm AS build
+FROM ${BUILD_BASE} AS build
+
+# Same two steps as python.Dockerfile's healthcheck stage: one cached layer for both.
+ARG BUILD_PACKAGES="gcc make libc6-dev libsodium-dev pkg-config"
+COPY docker/ensure-packages.sh /usr/local/sbin/
+RUN set -eux; ensure-packages.sh $BUILD_PACKAGES
 
 WORKDIR /src
 COPY c/ c/

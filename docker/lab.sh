@@ -5,13 +5,19 @@
 #                               images), start the lab and follow its logs;
 #                               Ctrl-C stops and removes the containers
 #                               (ARGS go to `compose up`; -d: start and return)
-#   docker/lab.sh build         base image (if missing) + the lab images
+#   docker/lab.sh build         base images (if missing) + the lab images
+#                               (securemsg/c, securemsg/python, securemsg/capture)
+#   docker/lab.sh build-args    the build args `build` passes (NAME=VALUE lines)
 #   docker/lab.sh down          stop and remove the lab's containers and network
 #   docker/lab.sh logs [ARGS]   `compose logs` (e.g. -f server-c)
 #   docker/lab.sh ps            `compose ps`
 #
 # Project name: $COMPOSE_PROJECT_NAME (default securemsg). Settings come from
-# the environment or .env (see .env.example). Images are never pulled.
+# the environment or .env (see .env.example). Images are never pulled: the
+# builds start from the registry-less bases of docker/base-image.sh (build
+# args BUILD_BASE, RUNTIME_BASE), or from the images named by
+# SECUREMSG_BUILD_BASE / SECUREMSG_RUNTIME_BASE when both are set (e.g.
+# debian:bookworm-slim where a registry answers; then no base is built here).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,12 +34,28 @@ readonly BUILD_TIMEOUT="${SECUREMSG_BUILD_TIMEOUT:-900}"
 securemsg_find_compose || exit 127
 readonly COMPOSE=("${SECUREMSG_COMPOSE[@]}" --project-directory "$ROOT" -f "$ROOT/compose.yaml")
 
+# Both bases set by the user: use them. Otherwise the local ones (built when missing).
+choose_bases() {
+    if [ -n "${SECUREMSG_BUILD_BASE:-}" ] && [ -n "${SECUREMSG_RUNTIME_BASE:-}" ]; then
+        return 0
+    fi
+    "$HERE/base-image.sh" build runtime
+    export SECUREMSG_BUILD_BASE="${SECUREMSG_BASE_NAME:-securemsg/base}-build:bookworm"
+    export SECUREMSG_RUNTIME_BASE="${SECUREMSG_BASE_NAME:-securemsg/base}-runtime:bookworm"
+}
+
 build() {
-    "$HERE/base-image.sh"
-    echo "[lab] building securemsg/c and securemsg/python with ${SECUREMSG_COMPOSE[*]}" >&2
+    choose_bases
+    echo "[lab] building securemsg/c, securemsg/python and securemsg/capture with" \
+         "${SECUREMSG_COMPOSE[*]} (bases $SECUREMSG_BUILD_BASE, $SECUREMSG_RUNTIME_BASE)" >&2
     # All services of one image share its build section: building one service
     # per image builds each image once.
-    timeout "$BUILD_TIMEOUT" "${COMPOSE[@]}" build server-c server-python
+    timeout "$BUILD_TIMEOUT" "${COMPOSE[@]}" --profile capture build server-c server-python capture
+}
+
+build_args() {
+    choose_bases
+    printf 'BUILD_BASE=%s\nRUNTIME_BASE=%s\n' "$SECUREMSG_BUILD_BASE" "$SECUREMSG_RUNTIME_BASE"
 }
 
 down() {
@@ -73,7 +95,7 @@ HINT
 }
 
 usage() {
-    sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 command="${1:-}"
@@ -81,6 +103,7 @@ command="${1:-}"
 case "$command" in
     up) up "$@" ;;
     build) build ;;
+    build-args) build_args ;;
     down) down "$@" ;;
     logs) "${COMPOSE[@]}" logs "$@" ;;
     ps) "${COMPOSE[@]}" ps "$@" ;;

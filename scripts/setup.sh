@@ -2,7 +2,8 @@
 # Installs what the lab and its tests need, and nothing that is already there:
 #   1. Debian packages: build tools and libsodium for the C programs, jansson for the C
 #      tests, python3-venv for the project's virtual environment, mmdebstrap for the
-#      registry-less base images, tcpdump for the demo's capture, tshark for the
+#      registry-less base images, docker-registry for the registry build test (a local
+#      registry on 127.0.0.1), tcpdump for the demo's capture, tshark for the
 #      Wireshark dissector's tests (wireshark/), patch for the handout's planted bugs.
 #   2. The project's virtual environment .venv, made from the distribution's python3
 #      (Debian 12 / Ubuntu 24.04 mark it externally managed, PEP 668, so pip never
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(gcc make libc6-dev pkg-config libsodium-dev libjansson-dev python3 python3-venv
-              mmdebstrap tcpdump tshark patch)
+              mmdebstrap docker-registry tcpdump tshark patch)
 readonly VENV=.venv
 readonly STAMP="$VENV/.securemsg-installed"
 
