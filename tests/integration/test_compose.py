@@ -6,10 +6,10 @@ clients to exit, then checks the containers' logs against PROTOCOL.md section 6
 and talks to the published ports from the host. Tears everything down in a
 finalizer, also after a failure.
 
-Uses ``docker compose`` (v2) when the CLI has it, else ``docker-compose`` (1.29).
-Without an engine or a Compose tool the tests are skipped, or fail when
-``REQUIRE_DOCKER=1``. Images are built when missing (the base image with
-``docker/base-image.sh``); ``docker/lab.sh build`` rebuilds them from the sources.
+Runs twice: under ``docker compose`` (v2, ``scripts/install-compose-v2.sh``) and
+under ``docker-compose`` (1.29, Debian 12). Without an engine or either Compose
+tool the tests are skipped, or fail when ``REQUIRE_DOCKER=1``. Images missing:
+``docker/lab.sh build`` (base images, then the lab images) builds them.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
-BASE_IMAGE = "securemsg/base:bookworm"
 TEST_LABEL = "securemsg.test"
 UP_TIMEOUT = 180.0  # `compose up -d`: waits for the healthchecks
 CLIENTS_TIMEOUT = 120.0  # demo clients exit after `up -d` returned (slow under load)
@@ -88,6 +87,7 @@ class Lab:
     project: str
     env: dict[str, str]
     up_wall: datetime
+    tool: str  # a key of COMPOSE_TOOLS
     logs: dict[str, ContainerLog] = field(default_factory=dict)
 
     def run(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
@@ -149,15 +149,22 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def find_compose() -> list[str] | None:
-    """`docker compose` when the CLI has the v2 plugin, else `docker-compose`."""
+#: the two Compose tools, each with the command that shows it works
+COMPOSE_TOOLS = {
+    "compose-v2": ["docker", "compose"],
+    "compose-v1": ["docker-compose"],
+}
+
+
+def find_compose(tool: str) -> list[str] | None:
+    """The Compose command `tool` names, when it answers `version`."""
+    command = COMPOSE_TOOLS[tool]
     try:
-        if run(["docker", "compose", "version"], timeout=30).returncode == 0:
-            return ["docker", "compose"]
+        if run([*command, "version"], timeout=30).returncode == 0:
+            return command
     except (OSError, subprocess.TimeoutExpired):
         pass
-    tool = shutil.which("docker-compose")
-    return [tool] if tool else None
+    return None
 
 
 def write_override(path: Path) -> None:
@@ -175,23 +182,13 @@ def image_exists(image: str) -> bool:
     return run(["docker", "image", "inspect", image], timeout=60).returncode == 0
 
 
-def ensure_images(lab_compose: list[str], env: dict[str, str]) -> None:
-    if not image_exists(BASE_IMAGE):
-        must(run([str(ROOT / "docker" / "base-image.sh")], env=env, timeout=BUILD_TIMEOUT))
+def ensure_images(env: dict[str, str]) -> None:
+    """`docker/lab.sh build` when an image of compose.yaml is missing (the lab's way:
+    registry-less base images, passed as build arguments)."""
     spec = yaml.safe_load(COMPOSE_FILE.read_text())
-    missing = {
-        svc["image"]: name
-        for name, svc in spec["services"].items()
-        if "build" in svc and not image_exists(svc["image"])
-    }
-    if missing:
-        must(
-            run(
-                [*lab_compose, "build", *sorted(set(missing.values()))],
-                env=env,
-                timeout=BUILD_TIMEOUT,
-            )
-        )
+    images = {svc["image"] for svc in spec["services"].values() if "build" in svc}
+    if not all(image_exists(image) for image in images):
+        must(run([str(ROOT / "docker" / "lab.sh"), "build"], env=env, timeout=BUILD_TIMEOUT))
 
 
 def parse_timestamped(text: str) -> list[tuple[datetime, str]]:
@@ -256,13 +253,16 @@ def remove_project(lab: Lab) -> None:
             run(rm + listed, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+@pytest.fixture(scope="module", params=list(COMPOSE_TOOLS))
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if shutil.which("docker") is None or run(["docker", "info"], timeout=30).returncode != 0:
         unavailable("no Docker engine answers (docker info)")
-    compose = find_compose()
+    compose = find_compose(request.param)
     if compose is None:
-        unavailable("neither 'docker compose' nor 'docker-compose' is installed")
+        unavailable(
+            f"{' '.join(COMPOSE_TOOLS[request.param])} is not installed "
+            "(make setup installs both: scripts/install-compose-v2.sh)"
+        )
         raise AssertionError("unreachable")
     override = tmp_path_factory.mktemp("compose") / "test-labels.yaml"
     write_override(override)
@@ -287,13 +287,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "-f",
         str(override),
     ]
-    ensure_images(full, env)
+    ensure_images(env)
 
     lab = Lab(
         compose=full,
         project=project,
         env=env,
         up_wall=datetime.now().astimezone(),
+        tool=request.param,
     )
     try:
         must(lab.run("up", "-d", "--no-build", timeout=UP_TIMEOUT))
@@ -326,7 +327,7 @@ def test_demo_clients_exit_0_with_the_seed_output(lab: Lab) -> None:
         ], (pair.client, log)
         assert log.stderr == [], (pair.client, log.stderr)
     seconds = first_ack_seconds(lab)
-    print(f"\ncompose up -> first ACK: {seconds:.2f} s", file=sys.stderr)
+    print(f"\n{lab.tool}: up -> first ACK: {seconds:.2f} s", file=sys.stderr)
     assert seconds < UP_TIMEOUT
 
 
