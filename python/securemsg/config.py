@@ -37,32 +37,29 @@ DRAIN_TIMEOUT_DEFAULT = 5
 _DECIMAL = re.compile(r"[0-9]+")
 
 SERVER_USAGE = """\
-usage: server.py [OPTIONS] PORT
-       server.py --port PORT [OPTIONS]
+Usage: server.py [OPTIONS] PORT
+       server.py [OPTIONS] --port PORT
 
-Receive xor- or Noise-encrypted messages and acknowledge each one.
+A multi-client securemsg server: prints each message and acknowledges it.
 
-options:
-  --port PORT            port to listen on, 0..65535 (0: any free port)
-  --bind ADDR            address to listen on (default 0.0.0.0)
-  --key KEY              shared key (default: SECUREMSG_KEY, else MY_SECRET_KEY)
-  --key-file PATH        read the key from a file (one trailing newline removed;
-                         noise: a file of exactly 32 bytes is the PSK itself)
-  --max-frame BYTES      largest message accepted, 64..1073741824 (default 1048576)
-  --idle-timeout SECONDS disconnect a client idle between messages, 0..86400,
-                         0 = never (default 300)
-  --frame-timeout SECONDS
-                         time allowed for one frame and for the handshake,
-                         0..86400, 0 = none (default 10)
-  --min-rate BYTES       bytes per second a frame must sustain beyond that,
-                         1..1073741824 (default 65536)
-  --drain-timeout SECONDS
-                         longest wait for clients on shutdown, 0..86400
-                         (default 5)
-  --max-clients N        concurrent clients, 1..100000 (default: the open-file
-                         limit - 64)
-  --cipher xor|noise     wire cipher (default xor)
-  -h, --help             show this text and exit
+Options:
+  --port PORT             port to listen on, 0..65535 (0 picks a free port)
+  --bind ADDR             address to listen on (default 0.0.0.0)
+  --key KEY               shared key (default: $SECUREMSG_KEY, else MY_SECRET_KEY)
+  --key-file PATH         read the key from a file (one trailing newline removed)
+  --max-frame BYTES       largest payload/message, 64..1073741824 (default 1048576)
+  --idle-timeout SECONDS  disconnect a client idle between frames, 0..86400,
+                          0 = never (default 300)
+  --frame-timeout SECONDS time for one frame and for the handshake, 0..86400,
+                          0 = none (default 10)
+  --min-rate BYTES        bytes per second a frame must sustain beyond that,
+                          1..1073741824 (default 65536)
+  --drain-timeout SECONDS longest wait for clients on shutdown, 0..86400
+                          (default 5)
+  --max-clients N         concurrent clients, 1..100000 (default: the open-file
+                          limit - 64)
+  --cipher xor|noise      wire cipher (default xor)
+  -h, --help              show this text and exit
 """
 
 CLIENT_USAGE = """\
@@ -139,6 +136,9 @@ class _Parser(argparse.ArgumentParser):
         match = re.fullmatch(r"argument (\S+?)(?:/\S+)?: expected one argument", message)
         if match:
             raise UsageError(f"Missing value for {match.group(1)}")
+        match = re.fullmatch(r"argument -h/--help: ignored explicit argument .*", message)
+        if match:  # --help=VALUE: as getopt_long, an option that takes no value
+            raise UsageError("Unknown option: --help")
         raise UsageError(message[:1].upper() + message[1:])
 
 
