@@ -64,7 +64,7 @@ bench: setup build
 	$(VENV)/bin/securemsg-bench $(ARGS)
 
 demo: setup build
-	$(PYTHON) scripts/demo.py $(ARGS)
+	$(VENV)/bin/securemsg-demo $(ARGS)
 
 # The lab handout (handout/HANDOUT.md): a workspace with the planted bugs, and its checks.
 handout-start: setup

@@ -66,6 +66,7 @@ class Server(ABC):
     impl: Implementation
     argv: list[str]
     output: Output  # stdout as it comes
+    errors: Output  # stderr as it comes (the Docker matrix's container servers: empty)
     client_host: str
     client_port: int
     raw_host: str
@@ -133,21 +134,23 @@ class Backend(ABC):
 
     @abstractmethod
     def start_server(self, cell: Cell, impl: Implementation, options: list[str], *,
-                     refuse_after_stop: bool = False) -> Server:
-        """Start a server on a free port and return once its `Listening on` line is out.
+                     refuse_after_stop: bool = False, alias: str | None = None) -> Server:
+        """Start a server and return once its `Listening on` line is out.
 
         `refuse_after_stop`: the server's address must stay in place and refuse
-        connections after `stop()` (the stopped-server case)."""
+        connections after `stop()` (the stopped-server case). `alias`: a name clients
+        reach it by (Docker: a network alias, the server on an endpoint of its own)."""
 
     @abstractmethod
     def run_client(self, cell: Cell, impl: Implementation, args: list[str], *,
                    stdin: bytes | None = None, timeout: float = 20.0,
-                   role: str = "client") -> ProcResult:
-        """Run a client program with these arguments to its end."""
+                   role: str = "client", merge: bool = False) -> ProcResult:
+        """Run a client program with these arguments to its end (`merge`: stderr into
+        stdout, in the order written)."""
 
     @abstractmethod
     def run_server_program(self, cell: Cell, impl: Implementation, args: list[str],
-                           timeout: float = 10.0) -> ProcResult:
+                           timeout: float = 10.0, merge: bool = False) -> ProcResult:
         """Run the server program expecting it to exit by itself (bad usage)."""
 
     @abstractmethod

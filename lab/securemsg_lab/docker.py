@@ -58,6 +58,7 @@ from .process import LaunchError, Output, ProcResult, listening_port
 from .registry import Implementation
 
 KEY_PATH = "/run/securemsg.psk"
+NAMED_PORT = 5000  # a server on an endpoint of its own listens where the lab's do
 #: compose.yaml's x-common, for images that do not come from compose.yaml
 HARDENING: dict[str, Any] = {"init": True, "read_only": True, "cap_drop": ["ALL"],
                              "security_opt": ["no-new-privileges:true"]}
@@ -79,16 +80,20 @@ class Image:
     from_compose: bool = False
 
 
+def compose_service(name: str, compose: Path = COMPOSE_FILE) -> dict[str, Any]:
+    """One service of compose.yaml, as written (anchors resolved)."""
+    try:
+        return yaml.safe_load(compose.read_text())["services"][name]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+        raise BackendUnavailable(f"{compose}: no service {name}: {error}") from error
+
+
 def resolve_image(impl: Implementation, compose: Path = COMPOSE_FILE) -> Image:
     if not impl.compose_service:
         if not impl.image:
             raise BackendUnavailable(f"{impl.name}: no Docker image in its registry entry")
         return Image(impl.image, impl.build_context, impl.dockerfile or "Dockerfile")
-    try:
-        service = yaml.safe_load(compose.read_text())["services"][impl.compose_service]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
-        raise BackendUnavailable(f"{compose}: no service {impl.compose_service}: {error}") \
-            from error
+    service = compose_service(impl.compose_service, compose)
     build = service.get("build") or {}
     build = {"context": build} if isinstance(build, str) else build
     return Image(service["image"], (compose.parent / build.get("context", ".")).resolve(),
@@ -116,25 +121,37 @@ class DockerServer(Server):
     """A server container in a holder's network namespace, its stdout followed."""
 
     def __init__(self, backend: DockerBackend, cell: Cell, impl: Implementation,
-                 container: Any, argv: list[str], holder: Any) -> None:
+                 container: Any, argv: list[str], holder: Any,
+                 follow_errors: bool = False) -> None:
         self.backend, self.cell, self.impl = backend, cell, impl
         self.container, self.argv, self.holder = container, argv, holder
         self.started = time.monotonic()
         self.result: ProcResult | None = None
-        self.output = Output("out")
         # One streaming connection instead of polling the logs: the cases wait for
-        # lines, and polling loads the daemon under a parallel run.
-        logs = container.logs(stdout=True, stderr=False, stream=True, follow=True)
-        self.output.pump(lambda: next(logs, b""), f"logs-{container.name}")
+        # lines, and polling loads the daemon under a parallel run. stderr is read at
+        # the end, unless asked for as it comes (the demo shows [ERROR] lines live).
+        self.output = self._follow(container, "out")
+        self.errors = self._follow(container, "err") if follow_errors else Output("err")
+        if not follow_errors:
+            self.errors.close()
 
-    def wait_listening(self, timeout: float) -> None:
+    @staticmethod
+    def _follow(container: Any, stream: str) -> Output:
+        output = Output(stream)
+        logs = container.logs(stdout=stream == "out", stderr=stream == "err", stream=True,
+                              follow=True)
+        output.pump(lambda: next(logs, b""), f"logs-{stream}-{container.name}")
+        return output
+
+    def wait_listening(self, timeout: float, alias: str | None = None) -> None:
         try:
             port = listening_port(self.output, f"{self.impl.name} server container", timeout)
         except LaunchError as error:
             self.stop()
             raise BackendError(str(error)) from error
-        self.client_host, self.client_port = self.holder.name, port
-        self.raw_host, self.raw_port = self.backend.address_of(self.holder), port
+        endpoint = self.holder or self.container  # whose network namespace it listens in
+        self.client_host, self.client_port = alias or endpoint.name, port
+        self.raw_host, self.raw_port = self.backend.address_of(endpoint), port
 
     def stop(self) -> ProcResult:
         if self.result is not None:
@@ -238,7 +255,7 @@ class ExecServer(DockerServer):
         self.started = time.monotonic()
         self.result = None
         self.execution = Exec(backend, holder, argv, stdin=False)
-        self.output = self.execution.out
+        self.output, self.errors = self.execution.out, self.execution.err
         self._pid = 0
 
     def pid(self) -> int:
@@ -317,12 +334,15 @@ class DockerBackend(Backend):
     where = "docker"
     concurrent_clients = 20
 
-    def __init__(self, rebuild: bool = False, label: str = "securemsg.run") -> None:
+    def __init__(self, rebuild: bool = False, label: str = "securemsg.run",
+                 prefix: str = "securemsg-test") -> None:
+        """`label`=<run id> marks everything of this run (the demo: securemsg.demo);
+        the run's network is PREFIX-<run id>."""
         self.rebuild = rebuild
         self.run_id = secrets.token_hex(4)
         self.labels = {"securemsg.test": "1", label: self.run_id}
         self.label_filter = f"{label}={self.run_id}"
-        self.network_name = f"securemsg-test-{self.run_id}"
+        self.network_name = f"{prefix}-{self.run_id}"
         try:
             self.client = docker.from_env(timeout=120, max_pool_size=64)
             self.client.ping()
@@ -339,6 +359,7 @@ class DockerBackend(Backend):
         self._exec_servers: dict[str, list[DockerServer]] = {}
         self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reaper")
         self._closed = False
+        self._lab_built = False
         self._tmp = Path(tempfile.mkdtemp(prefix="securemsg-docker-"))
         self._key = self._tmp / "noise.psk"
         self._key.write_bytes(os.urandom(NOISE_KEY_LENGTH))
@@ -385,15 +406,28 @@ class DockerBackend(Backend):
             return
         if image.context is None:
             raise BackendUnavailable(f"image {image.tag} is missing and its entry has no build")
-        base_script = REPO / "docker" / "base-image.sh"
-        if image.from_compose and base_script.exists():  # builds the base only when missing
-            subprocess.run([str(base_script)], check=True, timeout=900)
         print(f"[lab] building {image.tag} ({reason}) from {image.dockerfile}", file=sys.stderr)
+        if image.from_compose:
+            self._build_lab_images()
+            return
         try:
             self.client.images.build(path=str(image.context), dockerfile=image.dockerfile,
                                      tag=image.tag, pull=False, rm=True, forcerm=True)
         except (docker.errors.BuildError, docker.errors.APIError) as error:
             raise BackendUnavailable(f"building {image.tag} failed: {error}") from error
+
+    def _build_lab_images(self) -> None:
+        """compose.yaml's images are built the lab's way (base images, build arguments):
+        docker/lab.sh build, once per backend; the layer cache makes a no-op build quick."""
+        with self._lock:
+            if self._lab_built:
+                return
+            self._lab_built = True
+        try:
+            subprocess.run([str(REPO / "docker" / "lab.sh"), "build"], check=True,
+                           timeout=1800, stdout=sys.stderr)
+        except (OSError, subprocess.SubprocessError) as error:
+            raise BackendUnavailable(f"docker/lab.sh build failed: {error}") from error
 
     def _holder(self, impl: Implementation, purpose: str = "clients") -> Any:
         """A long-lived container of `impl`'s image: clients are exec'd in the `clients`
@@ -438,6 +472,29 @@ class DockerBackend(Backend):
             self._addresses[container.id] = address
         return address
 
+    def attach(self, container: Any) -> tuple[Output, Output]:
+        """A created container's stdout and stderr byte for byte (the log driver would
+        store binary output as text): attach before `start()`, so nothing comes before."""
+        api = self.client.api
+        response = api._post(api._url("/containers/{0}/attach", container.id),
+                             params={"stdout": 1, "stderr": 1, "stream": 1}, stream=True)
+        api._raise_for_status(response)
+        out, err = Output("out"), Output("err")
+
+        def demux() -> None:
+            try:
+                for stream, data in exec_frames(response.raw):
+                    (err if stream == 2 else out).feed(data)
+            except (*API_ERRORS, OSError, ValueError):
+                pass
+            finally:
+                out.close()
+                err.close()
+                response.close()
+
+        threading.Thread(target=demux, daemon=True, name=f"attach-{container.name}").start()
+        return out, err
+
     def key_file(self) -> str:
         return KEY_PATH
 
@@ -448,24 +505,32 @@ class DockerBackend(Backend):
 
     def _create(self, cell: Cell, role: str, impl: Implementation, argv: list[str],
                 **extra: Any) -> Any:
+        """A container of `impl`'s image, hardened, with the run's key file."""
+        image = self.images[impl.name]
+        return self.create(cell, role, image.tag, argv, **{
+            **image.hardening, "environment": {"NO_COLOR": "1"},
+            "volumes": {str(self._key): {"bind": KEY_PATH, "mode": "ro"}}, **extra})
+
+    def create(self, cell: Cell, role: str, image: str, argv: list[str], **options: Any) -> Any:
+        """A container on the run's network, named and labelled for the run, removed with
+        the cell (`finish_cell`) or the backend (`close`); `options` as containers.create."""
         if self._closed:
             raise BackendError("the Docker backend is closed (run interrupted)")
-        image = self.images[impl.name]
         # A DNS label holds at most 63 characters: longer names do not resolve.
         name = f"sm-{self.run_id}-{cell.slug}"[:46] + f"-{role[:8]}-{secrets.token_hex(2)}"
-        options: dict[str, Any] = {
-            **image.hardening, "name": name, "network": self.network_name,
-            "labels": {**self.labels, "securemsg.cell": cell.slug, "securemsg.role": role},
-            "environment": {"NO_COLOR": "1"},
-            "volumes": {str(self._key): {"bind": KEY_PATH, "mode": "ro"}}, **extra,
-        }
-        container = self.client.containers.create(image.tag, argv, **options)
+        labels = {**self.labels, "securemsg.cell": cell.slug, "securemsg.role": role}
+        options = {"name": name, "network": self.network_name, "labels": labels, **options}
+        if options.get("network_mode"):
+            options.pop("network")
+        container = self.client.containers.create(image, argv, **options)
         with self._lock:
             self._cells.setdefault(cell.cell_id, []).append(container)
         return container
 
     def start_server(self, cell: Cell, impl: Implementation, options: list[str], *,
-                     refuse_after_stop: bool = False) -> Server:
+                     refuse_after_stop: bool = False, alias: str | None = None) -> Server:
+        if alias is not None:
+            return self._start_named_server(cell, impl, options, alias)
         holder = self._holder(impl, "stopped" if refuse_after_stop else "servers")
         argv = [*impl.program("server", "docker"), *impl.server_args(0, options)]
         try:
@@ -474,7 +539,7 @@ class DockerBackend(Backend):
                 with self._lock:
                     self._exec_servers.setdefault(cell.cell_id, []).append(server)
             else:
-                container = self._create(cell, "server", impl, argv, network=None,
+                container = self._create(cell, "server", impl, argv,
                                          network_mode=f"container:{holder.id}")
                 container.start()
                 server = DockerServer(self, cell, impl, container, argv, holder)
@@ -485,11 +550,28 @@ class DockerBackend(Backend):
             server.pid()  # fails the cell now, not at stop(), if it cannot be signalled
         return server
 
+    def _start_named_server(self, cell: Cell, impl: Implementation, options: list[str],
+                            alias: str) -> Server:
+        """A server container on an endpoint of its own, reached as ALIAS:5000 (the demo:
+        names a class can read, a network namespace tcpdump can join)."""
+        argv = [*impl.program("server", "docker"), *impl.server_args(NAMED_PORT, options)]
+        endpoint = self.client.api.create_endpoint_config(aliases=[alias])
+        try:
+            container = self._create(cell, "server", impl, argv,
+                                     networking_config={self.network_name: endpoint})
+            container.start()
+            server = DockerServer(self, cell, impl, container, argv, None, follow_errors=True)
+        except API_ERRORS as error:
+            raise BackendError(f"cannot start the {impl.name} server: {error}") from error
+        server.wait_listening(cell.remaining(timeouts.START), alias)
+        return server
+
     def _exec(self, cell: Cell, impl: Implementation, role: str, argv: list[str],
-              stdin: bytes | None, timeout: float) -> ProcResult:
+              stdin: bytes | None, timeout: float, merge: bool = False) -> ProcResult:
         started = time.monotonic()
         try:
-            execution = Exec(self, self._holder(impl), argv, stdin=stdin is not None)
+            execution = Exec(self, self._holder(impl), argv, stdin=stdin is not None,
+                             merge=merge)
         except API_ERRORS as error:
             raise BackendError(f"cannot exec the {impl.name} {role}: {error}") from error
         if stdin is not None:  # written while the output is read: output never waits
@@ -497,8 +579,8 @@ class DockerBackend(Backend):
         code, timed_out = execution.finish(cell.remaining(timeout))
         return cell.record(ProcResult(
             role=role, argv=argv, exit_code=code, stdout=execution.out.snapshot(),
-            stderr=execution.err.snapshot(), duration=time.monotonic() - started,
-            timed_out=timed_out))
+            stderr=b"" if merge else execution.err.snapshot(),
+            duration=time.monotonic() - started, timed_out=timed_out))
 
     @staticmethod
     def _feed(execution: Exec, data: bytes) -> None:
@@ -508,14 +590,14 @@ class DockerBackend(Backend):
 
     def run_client(self, cell: Cell, impl: Implementation, args: list[str], *,
                    stdin: bytes | None = None, timeout: float = 20.0,
-                   role: str = "client") -> ProcResult:
+                   role: str = "client", merge: bool = False) -> ProcResult:
         argv = [*impl.program("client", "docker"), *args]
-        return self._exec(cell, impl, role, argv, stdin, timeout)
+        return self._exec(cell, impl, role, argv, stdin, timeout, merge)
 
     def run_server_program(self, cell: Cell, impl: Implementation, args: list[str],
-                           timeout: float = 10.0) -> ProcResult:
+                           timeout: float = 10.0, merge: bool = False) -> ProcResult:
         argv = [*impl.program("server", "docker"), *args]
-        return self._exec(cell, impl, "server", argv, None, timeout)
+        return self._exec(cell, impl, "server", argv, None, timeout, merge)
 
     def open_client(self, cell: Cell, impl: Implementation, args: list[str]) -> Interactive:
         argv = [*impl.program("client", "docker"), *args]

@@ -29,7 +29,7 @@ class LocalServer(Server):
     def __init__(self, cell: Cell, impl: Implementation, argv: list[str]) -> None:
         self.cell, self.impl, self.argv = cell, impl, argv
         self.process = Process(argv, role="server")
-        self.output = self.process.out
+        self.output, self.errors = self.process.out, self.process.err
         self.result: ProcResult | None = None
 
     def wait_listening(self, timeout: float) -> None:
@@ -113,7 +113,7 @@ class LocalBackend(Backend):
             self._cells.setdefault(cell.cell_id, []).append(thing)
 
     def start_server(self, cell: Cell, impl: Implementation, options: list[str], *,
-                     refuse_after_stop: bool = False) -> Server:
+                     refuse_after_stop: bool = False, alias: str | None = None) -> Server:
         server = LocalServer(cell, impl, [*self.program(impl, "server"),
                                           *impl.server_args(0, options)])
         self._track(cell, server)
@@ -122,14 +122,14 @@ class LocalBackend(Backend):
 
     def run_client(self, cell: Cell, impl: Implementation, args: list[str], *,
                    stdin: bytes | None = None, timeout: float = 20.0,
-                   role: str = "client") -> ProcResult:
+                   role: str = "client", merge: bool = False) -> ProcResult:
         return cell.record(run([*self.program(impl, "client"), *args], role=role, stdin=stdin,
-                               timeout=cell.remaining(timeout)))
+                               timeout=cell.remaining(timeout), merge=merge))
 
     def run_server_program(self, cell: Cell, impl: Implementation, args: list[str],
-                           timeout: float = 10.0) -> ProcResult:
+                           timeout: float = 10.0, merge: bool = False) -> ProcResult:
         return cell.record(run([*self.program(impl, "server"), *args], role="server",
-                               timeout=cell.remaining(timeout)))
+                               timeout=cell.remaining(timeout), merge=merge))
 
     def open_client(self, cell: Cell, impl: Implementation, args: list[str]) -> Interactive:
         client = LocalInteractive(cell, [*self.program(impl, "client"), *args])

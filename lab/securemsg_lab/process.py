@@ -80,6 +80,8 @@ class Output:
     closed: bool = False
     _partial: bytearray = field(default_factory=bytearray)
     _changed: threading.Condition = field(default_factory=threading.Condition)
+    _sinks: list[Output] = field(default_factory=list)
+    _sources: int = 0
 
     def feed(self, chunk: bytes) -> None:
         now = time.monotonic()
@@ -88,15 +90,45 @@ class Output:
             self._partial += chunk
             *complete, rest = self._partial.split(b"\n")
             self._partial = bytearray(rest)
-            self.lines += [Line(_text(raw), now, self.stream) for raw in complete]
+            new = [Line(_text(raw), now, self.stream) for raw in complete]
+            self.lines += new
             self._changed.notify_all()
+            sinks = list(self._sinks)
+        for sink in sinks:
+            sink._add(new)
 
     def close(self) -> None:
         with self._changed:
+            new = []
             if self._partial:
-                self.lines.append(Line(_text(self._partial), time.monotonic(), self.stream))
+                new.append(Line(_text(self._partial), time.monotonic(), self.stream))
+                self.lines += new
                 self._partial = bytearray()
             self.closed = True
+            self._changed.notify_all()
+            sinks, self._sinks = list(self._sinks), []
+        for sink in sinks:
+            sink._add(new, source_closed=True)
+
+    def tee(self, sink: Output) -> None:
+        """Copy this stream's lines, so far and from now on, into `sink` (e.g. stdout and
+        stderr into one log, in the order they came); `sink` closes with its last source."""
+        with self._changed:
+            lines, closed = list(self.lines), self.closed
+            if not closed:
+                self._sinks.append(sink)
+        with sink._changed:
+            sink._sources += 1
+        sink._add(lines, source_closed=closed)
+
+    def _add(self, lines: list[Line], source_closed: bool = False) -> None:
+        with self._changed:
+            self.lines += lines
+            self.lines.sort(key=lambda line: line.time)
+            self.data += b"".join(line.text.encode() + b"\n" for line in lines)
+            if source_closed:
+                self._sources -= 1
+                self.closed = self._sources <= 0
             self._changed.notify_all()
 
     def pump(self, read: Callable[[], bytes], name: str = "output") -> threading.Thread:

@@ -1,4 +1,4 @@
-"""The demo end to end: run `scripts/demo.py --no-pause` and check what it printed.
+"""The demo end to end: run `securemsg-demo --no-pause` and check what it printed.
 
 Local backend always; Docker backend when an engine answers (with REQUIRE_DOCKER=1 a
 missing engine is a failure, not a skip).
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from securemsg_lab.docker import engine_answers
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "scripts" / "demo.py"
+DEMO = ["-m", "securemsg_lab.demo"]  # = the securemsg-demo console script
 DEFAULT_KEY = "MY_SECRET_KEY"
 
 
@@ -44,7 +44,7 @@ def run_demo(*args: str, timeout: float = 240) -> DemoRun:
     env.pop("SECUREMSG_KEY", None)
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, str(DEMO), "--no-pause", *args],
+        [sys.executable, *DEMO, "--no-pause", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -56,23 +56,8 @@ def run_demo(*args: str, timeout: float = 240) -> DemoRun:
     return DemoRun(done.returncode, done.stdout + done.stderr, time.monotonic() - started)
 
 
-def docker_answers() -> bool:
-    if not shutil.which("docker"):
-        return False
-    try:
-        probe = subprocess.run(
-            ["docker", "version", "--format", "{{.Server.Version}}"],
-            capture_output=True,
-            timeout=15,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return False
-    return probe.returncode == 0
-
-
 def require_docker() -> None:
-    if docker_answers():
+    if engine_answers():
         return
     if os.environ.get("REQUIRE_DOCKER") == "1":
         pytest.fail("REQUIRE_DOCKER=1 but no Docker engine answers `docker version`")
@@ -190,7 +175,7 @@ def test_demo_local_non_default_key(capture: str) -> None:
 def test_demo_ctrl_c_cleans_up() -> None:
     env = {**os.environ, "NO_COLOR": "1"}
     proc = subprocess.Popen(
-        [sys.executable, str(DEMO), "--backend", "local", "--step", "1,2"],
+        [sys.executable, *DEMO, "--backend", "local", "--step", "1,2"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -247,7 +232,7 @@ def test_demo_docker_backend() -> None:
 )
 def test_step_selection_and_usage(args: list[str], returncode: int, stream: str, text: str) -> None:
     done = subprocess.run(
-        [sys.executable, str(DEMO), *args],
+        [sys.executable, *DEMO, *args],
         capture_output=True,
         text=True,
         timeout=30,

@@ -9,11 +9,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from demolib import attack, pcap, source, wire
-from demolib.mitm import FrameTamperer, MitmProxy, Tamper
 from securemsg.crypto import xor
 from securemsg.framing import encode_frame
 from securemsg.session import ack_text
+from securemsg_lab.demo import attack, pcap, source, wire
+from securemsg_lab.demo.mitm import FrameTamperer, MitmProxy, Tamper
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = b"MY_SECRET_KEY"
@@ -340,7 +340,7 @@ class _NoNoiseBackend:
     name = "fake"
 
     def start_server(self, lang: str, cipher: str = "xor", key: str | None = None) -> None:
-        from demolib.procs import DemoError
+        from securemsg_lab.demo.procs import DemoError
 
         raise DemoError(
             f"{lang} server did not start: [ERROR] Invalid value for --cipher: {cipher}"
@@ -350,8 +350,8 @@ class _NoNoiseBackend:
 def test_secure_step_says_plainly_when_noise_is_unavailable() -> None:
     import io
 
-    from demolib.steps import Demo, step_secure
-    from demolib.ui import Console
+    from securemsg_lab.demo.steps import Demo, step_secure
+    from securemsg_lab.demo.ui import Console
 
     out = io.StringIO()
     demo = Demo(Console(out, pause=False), _NoNoiseBackend(), "MY_SECRET_KEY", REPO)  # type: ignore[arg-type]
@@ -363,7 +363,7 @@ def test_secure_step_says_plainly_when_noise_is_unavailable() -> None:
 
 
 def test_timeline_without_capture_times_alternates() -> None:
-    from demolib.steps import timeline
+    from securemsg_lab.demo.steps import timeline
 
     up = encode_frame(b"a") + encode_frame(b"bb")
     down = encode_frame(b"A") + encode_frame(b"BB")
@@ -374,7 +374,7 @@ def test_timeline_without_capture_times_alternates() -> None:
 def test_parse_steps() -> None:
     import argparse
 
-    from demolib.cli import parse_steps
+    from securemsg_lab.demo.cli import parse_steps
 
     assert parse_steps("all") == list(range(1, 9))
     assert parse_steps("6,7") == [6, 7]

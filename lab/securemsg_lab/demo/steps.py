@@ -14,14 +14,14 @@ from securemsg.crypto import DEFAULT_KEY, xor
 from securemsg.framing import HEADER_LEN
 from securemsg.log import escape
 
-from demolib import attack, rawclient, source
-from demolib.backends import LANGS, Backend, Client, Interactive, Server
-from demolib.capture import Capture
-from demolib.mitm import Tamper
-from demolib.pcap import Connection, format_endpoint
-from demolib.procs import DemoError, LogLine, RunResult
-from demolib.ui import Console
-from demolib.wire import looks_like_words, split_frames
+from . import attack, rawclient, source
+from .backends import Backend, Client, Interactive, Server, title
+from .capture import Capture
+from .mitm import Tamper
+from .pcap import Connection, format_endpoint
+from .procs import DemoError, LogLine, RunResult
+from .ui import Console
+from .wire import looks_like_words, split_frames
 
 NOISE_PASSPHRASE = "correct horse battery staple"  # noqa: S105 - shown on screen
 FORGE_FROM = "PAY 10 EUR to Bob"
@@ -60,7 +60,7 @@ class Demo:
         if (lang, cipher) not in self.servers:
             key = self.noise_key if cipher == "noise" else self.key
             server = self.backend.start_server(lang, cipher, key)
-            self.console.command(server.display, f"{LANGS[lang]} server, started once")
+            self.console.command(server.display, f"{title(lang)} server, started once")
             for entry in server.log.settle(0, quiet=0.2):
                 self.console.output(server.label, entry.text)
             self.servers[lang, cipher] = server
@@ -132,14 +132,14 @@ def clients_at_once(demo: Demo, server_lang: str, jobs: list[tuple[str, str]]) -
         results = list(pool.map(demo.backend.run_client, clients))
     demo.server_lines(server, mark, len(jobs))
     for number, ((lang, _message), result) in enumerate(zip(jobs, results, strict=True), 1):
-        demo.show_result(f"{LANGS[lang]} client {number}", result)
+        demo.show_result(f"{title(lang)} client {number}", result)
     acks = sum(
         1
         for r in results
         if r.returncode == 0 and any(s.startswith("[RECV] ACK") for s in r.stdout)
     )
     plain = sum(1 for e in server.log.since(mark) if e.text.startswith("[RECV] Plaintext: "))
-    summary = f"{LANGS[server_lang]} server decrypted {plain}/{len(jobs)} messages; "
+    summary = f"{title(server_lang)} server decrypted {plain}/{len(jobs)} messages; "
     summary += f"{acks}/{len(jobs)} clients got their ACK"
     (demo.console.ok if plain == acks == len(jobs) else demo.console.bad)(summary)
 
@@ -155,17 +155,18 @@ def step_c(demo: Demo) -> None:
 def step_python(demo: Demo) -> None:
     clients_at_once(
         demo,
-        "py",
-        [("py", "Hello from Python"), ("py", "Lecture moved to room 101"), ("py", "naïve façade")],
+        "python",
+        [("python", "Hello from Python"), ("python", "Lecture moved to room 101"),
+         ("python", "naïve façade")],
     )
 
 
 def step_cross(demo: Demo) -> None:
     demo.console.note("C clients → Python server")
-    clients_at_once(demo, "py", [("c", "C speaks to Python"), ("c", "same frames, same key")])
+    clients_at_once(demo, "python", [("c", "C speaks to Python"), ("c", "same frames, same key")])
     demo.console.note("Python clients → C server")
     clients_at_once(
-        demo, "c", [("py", "Python speaks to C"), ("py", "one protocol, two languages")]
+        demo, "c", [("python", "Python speaks to C"), ("python", "one protocol, two languages")]
     )
 
 
@@ -198,7 +199,7 @@ def step_modules(demo: Demo) -> None:
     width = 38
     head = f"  {'':8} {'C  (c/)':<{width}} {'Python  (python/securemsg/)':<{width}}"
     demo.console.line(demo.console.style("dim", head))
-    for title, module, keywords in MODULES:
+    for heading, module, keywords in MODULES:
         c_file = demo.repo / "c" / f"{module}.c"
         py_file = demo.repo / "python" / "securemsg" / f"{module}.py"
         c_defs = source.c_definitions(c_file.read_text()) if c_file.exists() else []
@@ -211,7 +212,7 @@ def step_modules(demo: Demo) -> None:
         for row in range(max(len(left), len(right))):
             cell_l = left[row] if row < len(left) else ""
             cell_r = right[row] if row < len(right) else ""
-            name = demo.console.style("key", f"{title:8}") if row == 0 else " " * 8
+            name = demo.console.style("key", f"{heading:8}") if row == 0 else " " * 8
             if row == 0:
                 cell_l = demo.console.style("command", f"{cell_l:<{width}}")
                 cell_r = demo.console.style("command", cell_r)
@@ -236,41 +237,41 @@ def step_errors(demo: Demo) -> None:
     _sub(demo, "invalid arguments → one [ERROR] line, the usage text, exit 2")
     bad_args = (
         ("c", "client", ["127.0.0.1", "not-a-port", "hi"]),
-        ("py", "server", ["--port", "99999"]),
+        ("python", "server", ["--port", "99999"]),
     )
     with ThreadPoolExecutor(max_workers=len(bad_args)) as pool:
         runs = list(pool.map(lambda job: demo.backend.run_program(*job), bad_args))
     for (lang, role, _args), (display, result) in zip(bad_args, runs, strict=True):
         demo.console.command(display)
-        demo.show_result(f"{LANGS[lang]} {role}", result, usage_lines=False)
+        demo.show_result(f"{title(lang)} {role}", result, usage_lines=False)
 
     _sub(demo, "connection refused → one [ERROR] line, exit 1")
     refused = demo.backend.refused_target(demo.server("c"))
-    clients = [Client(lang, refused, "anyone there?") for lang in ("c", "py")]
+    clients = [Client(lang, refused, "anyone there?") for lang in ("c", "python")]
     with ThreadPoolExecutor(max_workers=len(clients)) as pool:
         results = list(pool.map(demo.backend.run_client, clients))
     for client, result in zip(clients, results, strict=True):
         demo.console.command(demo.backend.client_display(client))
-        demo.show_result(f"{LANGS[client.lang]} client", result)
+        demo.show_result(f"{title(client.lang)} client", result)
 
     _sub(demo, "short reads: a raw client writes its frame one byte at a time")
-    for lang in ("c", "py"):
+    for lang in ("c", "python"):
         server = demo.server(lang)
-        message = f"sent byte by byte to {LANGS[lang]}".encode()
+        message = f"sent byte by byte to {title(lang)}".encode()
         mark = server.log.mark()
         outcome = rawclient.send_byte_by_byte(server.host_addr, message, demo.key_bytes)
         demo.console.note(
-            f"raw client → {LANGS[lang]} server: {outcome.writes} writes of 1 byte, "
+            f"raw client → {title(lang)} server: {outcome.writes} writes of 1 byte, "
             f"reply decrypts to {_quote(outcome.reply)}"
         )
         demo.server_lines(server, mark, 1, quiet=0.1)
 
     _sub(demo, "an oversize frame is refused; the other clients carry on")
-    for lang in ("c", "py"):
+    for lang in ("c", "python"):
         server = demo.server(lang)
         client = demo.backend.open_client(Client(lang, server.target))
         demo.console.command(client.display, "stays connected")
-        demo.type_line(f"{LANGS[lang]} client", client, "before the attack")
+        demo.type_line(f"{title(lang)} client", client, "before the attack")
         mark = server.log.mark()
         outcome = rawclient.send_oversize_prefix(server.host_addr, 0x7FFFFFFF)
         demo.console.note(
@@ -279,9 +280,9 @@ def step_errors(demo: Demo) -> None:
         )
         server.log.wait_for(r"Frame too large", since=mark, timeout=5)
         demo.show_lines(server.label, server.log.settle(mark, quiet=0.2))
-        demo.type_line(f"{LANGS[lang]} client", client, "still here after the attack")
+        demo.type_line(f"{title(lang)} client", client, "still here after the attack")
         code = client.close()
-        demo.console.output(f"{LANGS[lang]} client", demo.console.style("dim", f"exit {code}"))
+        demo.console.output(f"{title(lang)} client", demo.console.style("dim", f"exit {code}"))
 
 
 # -- step 6: the wire ---------------------------------------------------------------------------
@@ -291,7 +292,7 @@ def run_capture(
     demo: Demo,
     server: Server,
     messages: tuple[str, ...],
-    lang: str = "py",
+    lang: str = "python",
     key: str | None = None,
     cipher: str = "xor",
 ) -> Capture:
@@ -303,7 +304,7 @@ def run_capture(
         client = demo.backend.open_client(Client(lang, capture.target, key=key, cipher=cipher))
         demo.console.command(client.display, "one client, " + f"{len(messages)} messages")
         for message in messages:
-            demo.type_line(f"{LANGS[lang]} client", client, message)
+            demo.type_line(f"{title(lang)} client", client, message)
         client.close()
     if demo.save_pcap and capture.pcap_bytes:
         path = demo.save_pcap  # step 6's; step 8's beside it, so that neither overwrites
@@ -528,7 +529,7 @@ def step_secure(demo: Demo) -> None:
         demo.console.bad(f"Secure mode is unavailable here: {exc}")
         demo.console.note("nothing to show: this step needs servers that support --cipher noise")
         return
-    capture = run_capture(demo, server, CAPTURE_MESSAGES, "py", demo.noise_key, "noise")
+    capture = run_capture(demo, server, CAPTURE_MESSAGES, "python", demo.noise_key, "noise")
     connection = main_connection(capture)
     show_frames(demo, connection, demo.key_bytes, "xor")
     _sub(demo, "the same known-plaintext attack")

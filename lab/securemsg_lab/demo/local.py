@@ -1,15 +1,18 @@
-"""The local backend: the programs as processes on this machine, talking over 127.0.0.1."""
+"""The local demo backend: processes on this machine, talking over 127.0.0.1."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
-from typing import ClassVar
+import sys
 
-from demolib.backends import Backend, Mitm, Server, wait_listening
-from demolib.capture import Capture, RelayCapture, TcpdumpCapture, tcpdump_command
-from demolib.mitm import MitmProxy, Tamper, relay_command
-from demolib.procs import LineLog
+from ..local import LocalBackend as LocalLab
+from ..registry import Implementation
+from .backends import Backend, Mitm, Server
+from .capture import Capture, RelayCapture, TcpdumpCapture, tcpdump_command
+from .mitm import MitmProxy, Tamper, relay_command
+from .procs import Janitor
 
 LOOPBACK = "127.0.0.1"
 
@@ -19,18 +22,24 @@ class LocalBackend(Backend):
 
     name = "local"
     description = "local processes on 127.0.0.1"
-    prefixes: ClassVar[dict[str, str]] = {"c": "c/", "py": "python/"}
 
-    def prepare(self) -> None:
-        if not (self.repo / "c" / "server").exists() or not (self.repo / "c" / "client").exists():
-            self.run(["make", "-C", "c"], timeout=300).check("make -C c", last=3)
+    def __init__(self, janitor: Janitor, key: str) -> None:
+        super().__init__(LocalLab(), janitor, key)
 
-    def start_server(self, lang: str, cipher: str = "xor", key: str | None = None) -> Server:
-        argv = self.server_command(lang, "0", key, cipher, bind=LOOPBACK)
-        proc = self.spawn(argv, f"{lang} server")
-        any_port = (LOOPBACK, 0)  # learnt from the server's Listening line
-        server = Server(lang, cipher, any_port, any_port, LineLog(proc), argv)
-        return wait_listening(server, " ".join(argv))
+    def server_options(self) -> list[str]:
+        return ["--bind", LOOPBACK]
+
+    def shown(self, impl: Implementation, role: str, args: list[str], *,
+              interactive: bool = False, connects: bool = True,
+              alias: str | None = None) -> list[str]:
+        """The argv as a student types it in the repository: relative paths, python3."""
+        def readable(word: str) -> str:
+            if word == sys.executable:
+                return "python3"
+            if os.path.isabs(word) and word.startswith(f"{self.repo}{os.sep}"):  # noqa: PTH117
+                return os.path.relpath(word, self.repo)
+            return word
+        return [readable(word) for word in (*impl.program(role), *args)]
 
     def refused_target(self, server: Server) -> tuple[str, int]:
         # A bound socket that never listens: connecting to it is refused, and no other
@@ -50,7 +59,7 @@ class LocalBackend(Backend):
         return TcpdumpCapture(argv, display, server.target, port, self.janitor)
 
     def relay_capture(self, server: Server) -> Capture:
-        return RelayCapture(server)
+        return RelayCapture(server.host_addr)
 
     def mitm(self, server: Server, tamper: Tamper) -> Mitm:
         lines: list[str] = []

@@ -12,14 +12,13 @@ from types import FrameType
 
 from securemsg.crypto import DEFAULT_KEY
 
-from demolib.backends import Backend
-from demolib.docker import DockerBackend
-from demolib.local import LocalBackend
-from demolib.procs import DemoError, Janitor
-from demolib.steps import STEPS, Demo, closing, run_steps
-from demolib.ui import Console
-
-REPO = Path(__file__).resolve().parents[2]
+from ..docker import engine_answers
+from .backends import Backend
+from .docker import DockerBackend
+from .local import LocalBackend
+from .procs import DemoError, Janitor
+from .steps import STEPS, Demo, closing, run_steps
+from .ui import Console
 
 
 def parse_steps(text: str) -> list[int]:
@@ -50,7 +49,7 @@ def add_choice(
 def build_parser() -> argparse.ArgumentParser:
     steps = "\n".join(f"  {n}. {step.title}" for n, step in enumerate(STEPS, 1))
     parser = argparse.ArgumentParser(
-        prog="demo.py",
+        prog="securemsg-demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"steps:\n{steps}",
         description="securemsg in front of a class: the seed's Demo Guide, the wire, "
@@ -98,19 +97,19 @@ def choose_backend(name: str, janitor: Janitor, key: str) -> Backend:
     docker = None if name == "local" else docker_backend(name == "docker", janitor, key)
     if docker is not None:
         return docker
-    local = LocalBackend(REPO, janitor, key)
+    local = LocalBackend(janitor, key)
     local.prepare()
     return local
 
 
 def docker_backend(required: bool, janitor: Janitor, key: str) -> Backend | None:
     """The Docker backend, prepared; None when it is not usable and not `required`."""
-    if not DockerBackend.engine_answers():
+    if not engine_answers():
         if required:
-            raise DemoError("no Docker engine answers (docker version failed)")
+            raise DemoError("no Docker engine answers")
         return None
-    backend = DockerBackend(REPO, janitor, key)
     try:
+        backend = DockerBackend(janitor, key)
         backend.prepare()
     except DemoError as exc:
         if required:
@@ -127,10 +126,10 @@ def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.key:
-        print("demo.py: the key must not be empty", file=sys.stderr)
+        print("securemsg-demo: the key must not be empty", file=sys.stderr)
         return 2
     if args.save_pcap and args.capture == "relay":
-        print("demo.py: --save-pcap needs tcpdump: the relay records frames, not packets",
+        print("securemsg-demo: --save-pcap needs tcpdump: the relay records frames, not packets",
               file=sys.stderr)
         return 2
     console = Console(pause=not args.no_pause)
@@ -147,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Backend: {backend.name} ({backend.description}); "
             f"key: {args.key!r} ({len(args.key.encode())} bytes)"
         )
-        demo = Demo(console, backend, args.key, REPO, args.save_pcap)
+        demo = Demo(console, backend, args.key, backend.repo, args.save_pcap)
         run_steps(demo, args.step or list(range(1, len(STEPS) + 1)))
         closing(demo)
     except KeyboardInterrupt:

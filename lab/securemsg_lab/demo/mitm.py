@@ -6,7 +6,8 @@ It also records both directions, so it doubles as the demo's capture fallback.
 
 Runs in-process (`MitmProxy`) or as a program, e.g. in a container on the lab network:
 
-    python3 -m demolib.mitm --listen 0.0.0.0:6000 --upstream server:5000 --delta 0000090900
+    python3 -m securemsg_lab.demo.mitm --listen 0.0.0.0:6000 --upstream server:5000 \
+        --delta 0000090900
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from demolib.attack import apply_delta
+from .attack import apply_delta
 
 PREFIX_LEN = 4
 BUFFER_LIMIT = 16 * 1024 * 1024  # frames above this are relayed untouched, never buffered
@@ -187,7 +188,7 @@ def relay_command(
     listen: tuple[str, int], upstream: tuple[str, int], tamper: Tamper, *flags: str
 ) -> list[str]:
     """This module's command line: what the demo shows, or runs in a container."""
-    argv = ["python3", "-m", "demolib.mitm", "--listen", f"{listen[0]}:{listen[1]}"]
+    argv = ["python3", "-m", "securemsg_lab.demo.mitm", "--listen", f"{listen[0]}:{listen[1]}"]
     argv += ["--upstream", f"{upstream[0]}:{upstream[1]}", *flags]
     if tamper.delta:
         argv += ["--delta", tamper.delta.hex(), "--offset", str(tamper.offset)]

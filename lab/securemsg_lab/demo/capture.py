@@ -5,20 +5,13 @@ Either way the result is a list of `pcap.Connection`: both directions reassemble
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import subprocess
-import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING
 
-from demolib import pcap
-from demolib.mitm import MitmProxy, Tamper, relay_command
-from demolib.procs import DemoError, Janitor, LineLog, run, stop_process
-
-if TYPE_CHECKING:
-    from demolib.backends import Server
+from . import pcap
+from .mitm import MitmProxy, Tamper, relay_command
+from .procs import DemoError, Janitor, LineLog
 
 
 def tcpdump_command(interface: str, port: int, program: str = "tcpdump") -> list[str]:
@@ -63,75 +56,49 @@ class Capture:
 class TcpdumpCapture(Capture):
     """tcpdump writing pcap to its stdout, stopped with SIGINT (it flushes on the way out)."""
 
-    def __init__(
-        self,
-        argv: list[str],
-        display: list[str],
-        target: tuple[str, int],
-        server_port: int,
-        janitor: Janitor,
-        stopper: list[str] | None = None,
-    ) -> None:
+    def __init__(self, argv: list[str], display: list[str], target: tuple[str, int],
+                 server_port: int, janitor: Janitor) -> None:
         self.argv, self.display, self.target = argv, display, target
-        self.server_port, self.janitor, self.stopper = server_port, janitor, stopper
+        self.server_port, self.janitor = server_port, janitor
         self.method = "tcpdump"
         self.connections = []
-        self._data = bytearray()
 
     def start(self) -> None:
         self.proc = self.janitor.spawn(self.argv, "tcpdump", merge=False)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.errors = LineLog(self.proc, stdout=False)
+        self.errors = LineLog(self.proc.err)
         try:
             self.errors.wait_for(r"listening on", timeout=15)
         except DemoError as exc:
-            stop_process(self.proc)
+            self.proc.stop()
             detail = "; ".join(line.text for line in self.errors.since(0)) or "no output"
             raise DemoError(f"tcpdump did not start: {detail}") from exc
         time.sleep(0.2)  # the filter is attached; let the kernel settle
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := self.proc.stdout.read1(65536):
-            self._data += chunk
-
     def stop(self) -> None:
         time.sleep(0.3)  # the last ACKs and FINs
-        if self.stopper:
-            run(self.stopper, timeout=15)
-        else:
-            with contextlib.suppress(OSError):
-                self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            stop_process(self.proc)
-        self._reader.join(timeout=5)
-        self.pcap_bytes = bytes(self._data)
+        result = self.proc.stop(signal.SIGINT, timeout=15)
+        self.pcap_bytes = result.stdout
         self._parse(self.server_port)
 
 
 class RelayCapture(Capture):
     """Fallback without tcpdump: a recording relay of our own in front of the server."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream  # the server, as this process reaches it
         self.method = "relay"
         self.connections = []
 
     def start(self) -> None:
-        self.proxy = MitmProxy(self.server.host_addr).start()
+        self.proxy = MitmProxy(self.upstream).start()
         self.target = self.proxy.address
-        self.display = relay_command(self.target, self.server.host_addr, Tamper(), "--record")
+        self.display = relay_command(self.target, self.upstream, Tamper(), "--record")
 
     def stop(self) -> None:
         self.proxy.wait_idle(timeout=10)
         self.proxy.close()
         self.connections = [
-            relayed_connection(
-                r.peer, self.server.host_addr, bytes(r.to_server), bytes(r.to_client)
-            )
+            relayed_connection(r.peer, self.upstream, bytes(r.to_server), bytes(r.to_client))
             for r in self.proxy.connections
         ]
 
