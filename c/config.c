@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "log.h"
 
 #define CONFIG_KEY_FILE_MAX (1024 * 1024) /* a key, not a data file */
@@ -17,7 +19,8 @@
 
 enum {
     OPT_PORT = 256, OPT_HOST, OPT_MESSAGE, OPT_KEY, OPT_KEY_FILE, OPT_BIND,
-    OPT_MAX_FRAME, OPT_IDLE_TIMEOUT, OPT_MAX_CLIENTS, OPT_CIPHER
+    OPT_MAX_FRAME, OPT_IDLE_TIMEOUT, OPT_MAX_CLIENTS, OPT_CIPHER,
+    OPT_FRAME_TIMEOUT, OPT_MIN_RATE, OPT_DRAIN_TIMEOUT
 };
 
 static const struct option server_options[] = {
@@ -28,6 +31,9 @@ static const struct option server_options[] = {
     {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
+    {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
+    {"min-rate", required_argument, NULL, OPT_MIN_RATE},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"cipher", required_argument, NULL, OPT_CIPHER},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -201,6 +207,20 @@ static config_status parse_option(config *cfg, option_values *ov, int c,
         st = parse_number("--max-clients", optarg, 1, CONFIG_MAX_MAX_CLIENTS,
                           &v, err, cap);
         cfg->max_clients = (unsigned)v;
+        break;
+    case OPT_FRAME_TIMEOUT:
+        st = parse_number("--frame-timeout", optarg, 0, CONFIG_MAX_FRAME_TIMEOUT,
+                          &v, err, cap);
+        cfg->frame_timeout = (unsigned)v;
+        break;
+    case OPT_MIN_RATE:
+        st = parse_number("--min-rate", optarg, 1, CONFIG_MAX_MIN_RATE, &v, err, cap);
+        cfg->min_rate = (uint32_t)v;
+        break;
+    case OPT_DRAIN_TIMEOUT:
+        st = parse_number("--drain-timeout", optarg, 0, CONFIG_MAX_DRAIN_TIMEOUT,
+                          &v, err, cap);
+        cfg->drain_timeout = (unsigned)v;
         break;
     case OPT_CIPHER:
         if (strcmp(optarg, "xor") == 0)
@@ -389,6 +409,16 @@ static config_status resolve_key(config *cfg, const option_values *ov,
     return CONFIG_OK;
 }
 
+/* The open-file limit as it is now: main raises it before parsing. */
+static unsigned default_max_clients(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return CONFIG_MAX_MAX_CLIENTS;
+    return conn_default_max_clients((uint64_t)rl.rlim_cur, CONFIG_MAX_MAX_CLIENTS);
+}
+
 static void set_defaults(config *cfg, config_program program)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -397,7 +427,10 @@ static void set_defaults(config *cfg, config_program program)
     cfg->max_frame = CONFIG_DEFAULT_MAX_FRAME;
     cfg->idle_timeout = program == CONFIG_SERVER ? CONFIG_DEFAULT_SERVER_IDLE
                                                  : CONFIG_DEFAULT_CLIENT_IDLE;
-    cfg->max_clients = CONFIG_DEFAULT_MAX_CLIENTS;
+    cfg->max_clients = default_max_clients();
+    cfg->frame_timeout = CONFIG_DEFAULT_FRAME_TIMEOUT;
+    cfg->min_rate = CONFIG_DEFAULT_MIN_RATE;
+    cfg->drain_timeout = CONFIG_DEFAULT_DRAIN_TIMEOUT;
     cfg->cipher = CONFIG_CIPHER_XOR;
 }
 
@@ -464,8 +497,16 @@ static const char server_usage[] =
     "  --key KEY               shared key (default: $SECUREMSG_KEY, else MY_SECRET_KEY)\n"
     "  --key-file PATH         read the key from a file (one trailing newline removed)\n"
     "  --max-frame BYTES       largest payload/message, 64..1073741824 (default 1048576)\n"
-    "  --idle-timeout SECONDS  disconnect idle clients, 0..86400, 0 = never (default 300)\n"
-    "  --max-clients N         concurrent clients, 1..10000 (default 64)\n"
+    "  --idle-timeout SECONDS  disconnect a client idle between frames, 0..86400,\n"
+    "                          0 = never (default 300)\n"
+    "  --frame-timeout SECONDS time for one frame and for the handshake, 0..86400,\n"
+    "                          0 = none (default 10)\n"
+    "  --min-rate BYTES        bytes per second a frame must sustain beyond that,\n"
+    "                          1..1073741824 (default 65536)\n"
+    "  --drain-timeout SECONDS longest wait for clients on shutdown, 0..86400\n"
+    "                          (default 5)\n"
+    "  --max-clients N         concurrent clients, 1..100000 (default: the open-file\n"
+    "                          limit - 64)\n"
     "  --cipher xor|noise      wire cipher (default xor)\n"
     "  -h, --help              show this text and exit\n";
 

@@ -18,8 +18,13 @@
 #define CONFIG_MAX_IDLE_TIMEOUT 86400u
 #define CONFIG_DEFAULT_SERVER_IDLE 300u
 #define CONFIG_DEFAULT_CLIENT_IDLE 30u
-#define CONFIG_DEFAULT_MAX_CLIENTS 64u
-#define CONFIG_MAX_MAX_CLIENTS 10000u
+#define CONFIG_MAX_MAX_CLIENTS 100000u
+#define CONFIG_DEFAULT_FRAME_TIMEOUT 10u
+#define CONFIG_MAX_FRAME_TIMEOUT 86400u
+#define CONFIG_DEFAULT_MIN_RATE 65536u
+#define CONFIG_MAX_MIN_RATE 1073741824u
+#define CONFIG_DEFAULT_DRAIN_TIMEOUT 5u
+#define CONFIG_MAX_DRAIN_TIMEOUT 86400u
 #define CONFIG_PSK_LEN 32
 #define CONFIG_ERROR_MAX 512
 
@@ -51,7 +56,10 @@ typedef struct {
     uint8_t key_file_raw[CONFIG_PSK_LEN]; /* ... these, unstripped */
     uint32_t max_frame;
     unsigned idle_timeout;
-    unsigned max_clients;
+    unsigned max_clients;    /* default: from the open-file limit (conn.h) */
+    unsigned frame_timeout;  /* server: seconds per frame / handshake, 0 = none */
+    uint32_t min_rate;       /* server: bytes per second beyond frame_timeout */
+    unsigned drain_timeout;  /* server: seconds to drain on shutdown */
     config_cipher cipher;
 } config;
 

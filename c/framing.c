@@ -78,6 +78,7 @@ static framing_status frame_done(framing_decoder *d, const uint8_t *payload)
 {
     d->frame = payload;
     d->frame_ready = 1;
+    d->frames++;
     d->header_have = 0;
     d->body_have = 0;
     return FRAMING_FRAME;
@@ -145,6 +146,27 @@ void framing_decoder_pending(const framing_decoder *d, size_t *header_bytes,
 {
     *header_bytes = d->header_have;
     *payload_bytes = d->body_have;
+}
+
+/* Not sodium_memzero: framing has no libsodium; a volatile loop the
+ * compiler cannot drop. */
+static void wipe(uint8_t *p, size_t len)
+{
+    volatile uint8_t *v = p;
+
+    while (len-- > 0)
+        *v++ = 0;
+}
+
+void framing_decoder_trim(framing_decoder *d, size_t keep)
+{
+    if (d->body_cap <= keep || d->header_have > 0 || d->body_have > 0)
+        return;
+    wipe(d->body, d->body_cap);
+    free(d->body);
+    d->body = NULL;
+    d->body_cap = 0;
+    d->frame_ready = 0;
 }
 
 void framing_decoder_free(framing_decoder *d)

@@ -44,6 +44,7 @@ typedef struct {
     size_t body_cap;
     const uint8_t *frame;            /* the last complete frame's payload */
     int frame_ready;
+    uint64_t frames;                 /* complete frames so far */
 } framing_decoder;
 
 void framing_decoder_init(framing_decoder *d, uint32_t min_len, uint32_t max_len);
@@ -73,6 +74,10 @@ uint32_t framing_decoder_length(const framing_decoder *d);
  * (0..4) and payload bytes. Both 0 means the stream ended on a boundary. */
 void framing_decoder_pending(const framing_decoder *d, size_t *header_bytes,
                              size_t *payload_bytes);
+
+/* Frees the body buffer, wiped, when it holds more than keep bytes and no
+ * partial frame is held (so one large frame does not pin its buffer). */
+void framing_decoder_trim(framing_decoder *d, size_t keep);
 
 void framing_decoder_free(framing_decoder *d);
 

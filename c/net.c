@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -196,6 +197,28 @@ ssize_t net_read(int fd, void *buf, size_t cap)
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         errno = ETIMEDOUT; /* SO_RCVTIMEO expired */
     return n;
+}
+
+ssize_t net_read_now(int fd, void *buf, size_t cap)
+{
+    ssize_t n;
+
+    do {
+        n = recv(fd, buf, cap, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+int net_raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    if (rl.rlim_cur == rl.rlim_max)
+        return 0;
+    rl.rlim_cur = rl.rlim_max;
+    return setrlimit(RLIMIT_NOFILE, &rl);
 }
 
 ssize_t net_read_full(int fd, void *buf, size_t len)

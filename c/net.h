@@ -42,6 +42,13 @@ ssize_t net_read_full(int fd, void *buf, size_t len);
 /* Writes all len bytes (retrying short writes); 0 or -1. */
 int net_write_all(int fd, const void *buf, size_t len);
 
+/* Raises the RLIMIT_NOFILE soft limit to the hard limit; 0 or -1. */
+int net_raise_nofile(void);
+
+/* One recv() that does not wait (MSG_DONTWAIT): as net_read, but -1 with
+ * EAGAIN when nothing is there. */
+ssize_t net_read_now(int fd, void *buf, size_t cap);
+
 /* "1.2.3.4:5" or "[::1]:5" (numeric). */
 void net_format_addr(char *out, size_t cap, const struct sockaddr *sa,
                      socklen_t sa_len);

@@ -1,11 +1,16 @@
 /* server.c - the securemsg server: one thread per client.
  *
  * The main thread polls the listening socket and a self-pipe written by the
- * SIGINT/SIGTERM handler. Each client thread reads whatever bytes arrive,
- * feeds them to its session and answers each message with an ACK.
+ * SIGINT/SIGTERM handler; it admits each new client, evicting the one quiet
+ * longest when the server is full (PROTOCOL.md 9). Each client thread polls
+ * its socket within the deadlines of conn.h, feeds the bytes to its session
+ * and answers each message with an ACK. On shutdown the main thread makes a
+ * second pipe readable; every client thread finishes the frame it is in,
+ * then closes cleanly, and whatever is left at --drain-timeout is cut.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -18,33 +23,48 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "config.h"
+#include "conn.h"
 #include "log.h"
 #include "net.h"
 #include "session.h"
 
-#define SERVER_BACKLOG 128
 #define SERVER_READ_BUF 65536
+#define SERVER_KEEP_BUF 65536 /* larger buffers are freed after their message */
 #define SERVER_THREAD_STACK (256 * 1024)
+#define SERVER_EVICTION_WAIT_MS 2000 /* for an evicted client's thread to end */
+#define SERVER_MMAP_THRESHOLD (128 * 1024)
 
 typedef struct {
     const config *cfg;
     session_cipher cipher;
     const uint8_t *key; /* xor key or noise PSK */
     size_t key_len;
+    conn_limits limits;
     pthread_mutex_t lock;
-    pthread_cond_t all_done;
-    int *client_fds;      /* one slot per allowed client; -1 = free */
-    unsigned clients;     /* slots in use (the --max-clients count) */
-    unsigned threads;     /* client threads still running */
-    atomic_int stopping;
+    pthread_cond_t changed; /* a client thread ended */
+    conn_slot *slots;       /* max_clients; slots[0..high_water) have been used */
+    unsigned *free_list;    /* slots freed, to be reused first */
+    unsigned free_count, high_water;
+    unsigned clients;       /* slots in use (the --max-clients count) */
+    unsigned threads;       /* client threads still running */
+    uint64_t evictions, evictions_done;
+    int stop_pipe[2];       /* readable once shutdown began; never read */
+    _Atomic int64_t drain_deadline;
+    atomic_int cut;         /* the drain time ran out: connections cut quietly */
 } server_state;
 
 typedef struct {
     server_state *srv;
     int fd;
     unsigned slot;
+    conn_slot_state state; /* this thread's view: BUSY or QUIET */
+    int evicted, closing;
+    conn_timing t;
     char peer[NET_ADDR_MAX];
 } client_conn;
 
@@ -57,6 +77,12 @@ static void on_signal(int sig)
 
     (void)!write(signal_pipe[1], &b, 1);
     errno = saved;
+}
+
+/* The server ended this connection on purpose: no error line. */
+static int ended_quietly(const client_conn *c)
+{
+    return c->evicted || atomic_load(&c->srv->cut);
 }
 
 /* ---- one connection ------------------------------------------------------- */
@@ -110,8 +136,8 @@ static void report_session_error(const client_conn *c, const session *s)
  * net_write_all turns the SO_SNDTIMEO expiry into ETIMEDOUT. */
 static void report_send_error(const client_conn *c, int err)
 {
-    if (atomic_load(&c->srv->stopping))
-        return; /* shutdown cuts connections on purpose */
+    if (ended_quietly(c))
+        return;
     if (err == ETIMEDOUT)
         log_line(LOG_ERROR, "Idle timeout for %s after %u s", c->peer,
                  c->srv->cfg->idle_timeout);
@@ -186,12 +212,191 @@ static int handle_bytes(const client_conn *c, session *s, const uint8_t *buf,
     return 0;
 }
 
-static void serve_client(const client_conn *c)
+/* ---- deadlines and eviction, the client's side ---------------------------- */
+
+/* Before reading: the slot becomes busy, so the acceptor cannot evict it
+ * while a frame is read and answered. -1 when it was evicted already. */
+static int mark_busy(client_conn *c)
+{
+    server_state *srv = c->srv;
+    conn_slot *slot = &srv->slots[c->slot];
+    int rc = 0;
+
+    if (c->state == CONN_SLOT_BUSY)
+        return 0;
+    pthread_mutex_lock(&srv->lock);
+    if (slot->state == CONN_SLOT_EVICTED) {
+        c->evicted = 1;
+        rc = -1;
+    } else {
+        slot->state = c->state = CONN_SLOT_BUSY;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return rc;
+}
+
+static void mark_quiet(client_conn *c)
+{
+    server_state *srv = c->srv;
+
+    pthread_mutex_lock(&srv->lock);
+    srv->slots[c->slot].quiet_since = c->t.quiet_since;
+    srv->slots[c->slot].state = c->state = CONN_SLOT_QUIET;
+    pthread_mutex_unlock(&srv->lock);
+}
+
+/* After a chunk is used up: when the partial frame (if any) began, and
+ * whether the connection is now between frames. */
+static void track_frame(client_conn *c, const session *s, int64_t read_at,
+                        uint64_t frames_before)
+{
+    size_t header, payload;
+    uint32_t len;
+
+    session_pending(s, &header, &payload, &len);
+    if (header == 0 && payload == 0)
+        c->t.frame_start = -1;
+    else if (c->t.frame_start < 0 || session_frames(s) != frames_before)
+        c->t.frame_start = read_at; /* its first bytes came in this read */
+    c->t.frame_len = len;
+    c->t.last_bytes = read_at;
+    c->t.in_message = session_in_message(s);
+    c->t.handshaking = !session_ready(s);
+    if (c->t.frame_start < 0 && !c->t.in_message)
+        c->t.quiet_since = conn_now_ms();
+}
+
+/* The deadline of the next wait; on shutdown also the drain: at once when
+ * nothing is in progress, else at --drain-timeout. */
+static conn_deadline next_deadline(const client_conn *c, int64_t now)
+{
+    conn_deadline d = conn_next_deadline(&c->srv->limits, &c->t);
+    int64_t drain_end;
+
+    if (c->closing) {
+        drain_end = c->state == CONN_SLOT_QUIET ? now
+                                                : atomic_load(&c->srv->drain_deadline);
+        if (drain_end < d.at) {
+            d.kind = CONN_WAIT_DRAIN;
+            d.at = drain_end;
+            d.seconds = 0;
+        }
+    }
+    return d;
+}
+
+/* Waits for bytes: 1 readable, 0 when *d ran out, -1 on a poll error. */
+static int wait_readable(client_conn *c, conn_deadline *d)
+{
+    struct pollfd pfd[2] = {
+        {.fd = c->fd, .events = POLLIN},
+        {.fd = c->srv->stop_pipe[0], .events = POLLIN},
+    };
+    int64_t now, left;
+    int rc, timeout;
+
+    for (;;) {
+        now = conn_now_ms();
+        *d = next_deadline(c, now);
+        left = d->at == CONN_NEVER ? -1 : d->at - now;
+        timeout = left < 0 ? (d->at == CONN_NEVER ? -1 : 0)
+                           : (left > INT_MAX ? INT_MAX : (int)left);
+        rc = poll(pfd, c->closing ? 1 : 2, timeout);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            return -1;
+        if (rc == 0 && left <= INT_MAX)
+            return 0;
+        if (!c->closing && pfd[1].revents != 0) {
+            c->closing = 1; /* shutdown began: finish the frame, then close */
+            continue;
+        }
+        if (pfd[0].revents != 0)
+            return 1;
+    }
+}
+
+/* Shutdown between frames: FIN, then read and discard until the peer's EOF
+ * (closing with unread bytes would send a reset) or the drain deadline. */
+static void close_gracefully(const client_conn *c, uint8_t *buf, size_t cap)
+{
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    int64_t left;
+    int rc;
+
+    shutdown(c->fd, SHUT_WR);
+    for (;;) {
+        left = atomic_load(&c->srv->drain_deadline) - conn_now_ms();
+        if (left <= 0)
+            return;
+        rc = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0 || net_read(c->fd, buf, cap) <= 0)
+            return;
+    }
+}
+
+static void report_expiry(client_conn *c, const conn_deadline *d, uint8_t *buf,
+                          size_t cap)
+{
+    if (d->kind == CONN_WAIT_DRAIN) {
+        close_gracefully(c, buf, cap);
+        return;
+    }
+    if (mark_busy(c) < 0)
+        return; /* evicted meanwhile */
+    if (d->kind == CONN_WAIT_FRAME)
+        log_line(LOG_ERROR, "Frame timeout for %s after %u s", c->peer, d->seconds);
+    else if (d->kind == CONN_WAIT_HANDSHAKE)
+        log_line(LOG_ERROR, "Handshake timeout for %s after %u s", c->peer,
+                 d->seconds);
+    else
+        log_line(LOG_ERROR, "Idle timeout for %s after %u s", c->peer, d->seconds);
+}
+
+/* ---- one connection, continued -------------------------------------------- */
+
+/* One read and what follows; 0 to go on, -1 to end the connection. */
+static int serve_chunk(client_conn *c, session *s, uint8_t *buf, size_t cap)
+{
+    uint64_t frames_before = session_frames(s);
+    int64_t read_at;
+    ssize_t n;
+
+    if (mark_busy(c) < 0)
+        return -1;
+    n = net_read(c->fd, buf, cap);
+    read_at = conn_now_ms();
+    if (n < 0) {
+        if (!ended_quietly(c))
+            log_line(LOG_ERROR, "Receive from %s failed: %s", c->peer,
+                     strerror(errno));
+        return -1;
+    }
+    if (n == 0) {
+        if (!ended_quietly(c))
+            report_truncated(c, s);
+        return -1;
+    }
+    if (handle_bytes(c, s, buf, (size_t)n) < 0)
+        return -1;
+    track_frame(c, s, read_at, frames_before);
+    if (conn_quiet(&c->t)) {
+        session_trim(s, SERVER_KEEP_BUF);
+        mark_quiet(c);
+    }
+    return 0;
+}
+
+static void serve_client(client_conn *c)
 {
     const server_state *srv = c->srv;
+    conn_deadline d;
     session s;
     uint8_t *buf;
-    ssize_t n;
+    int rc;
 
     buf = malloc(SERVER_READ_BUF);
     if (buf == NULL ||
@@ -201,29 +406,33 @@ static void serve_client(const client_conn *c)
         free(buf);
         return;
     }
+    c->t.handshaking = !session_ready(&s);
     for (;;) {
-        n = net_read(c->fd, buf, SERVER_READ_BUF);
-        if (n < 0) {
-            if (atomic_load(&srv->stopping))
-                break;
-            if (errno == ETIMEDOUT)
-                log_line(LOG_ERROR, "Idle timeout for %s after %u s", c->peer,
-                         srv->cfg->idle_timeout);
-            else
-                log_line(LOG_ERROR, "Receive from %s failed: %s", c->peer,
-                         strerror(errno));
+        rc = wait_readable(c, &d);
+        if (rc == 0) {
+            report_expiry(c, &d, buf, SERVER_READ_BUF);
             break;
         }
-        if (n == 0) {
-            if (!atomic_load(&srv->stopping))
-                report_truncated(c, &s);
+        if (rc < 0) {
+            log_line(LOG_ERROR, "Receive from %s failed: %s", c->peer,
+                     strerror(errno));
             break;
         }
-        if (handle_bytes(c, &s, buf, (size_t)n) < 0)
+        if (serve_chunk(c, &s, buf, SERVER_READ_BUF) < 0)
             break;
     }
     session_free(&s);
     free(buf);
+}
+
+/* Gives the slot back; the caller holds the lock. */
+static void free_slot_locked(server_state *srv, unsigned slot)
+{
+    srv->slots[slot].state = CONN_SLOT_FREE;
+    srv->slots[slot].fd = -1;
+    srv->slots[slot].peer = NULL;
+    srv->free_list[srv->free_count++] = slot;
+    srv->clients--;
 }
 
 static void *client_thread(void *arg)
@@ -237,15 +446,16 @@ static void *client_thread(void *arg)
     /* Free the slot first, so a client that waits for our "disconnected"
      * line is never refused as one too many. */
     pthread_mutex_lock(&srv->lock);
-    srv->client_fds[c->slot] = -1;
-    srv->clients--;
+    free_slot_locked(srv, c->slot);
     pthread_mutex_unlock(&srv->lock);
     close(c->fd);
     log_line(LOG_INFO, "Client disconnected: %s", c->peer);
 
     pthread_mutex_lock(&srv->lock);
-    if (--srv->threads == 0)
-        pthread_cond_broadcast(&srv->all_done);
+    srv->threads--;
+    if (c->evicted)
+        srv->evictions_done++;
+    pthread_cond_broadcast(&srv->changed);
     pthread_mutex_unlock(&srv->lock);
     free(c);
     return NULL;
@@ -253,36 +463,81 @@ static void *client_thread(void *arg)
 
 /* ---- accepting ------------------------------------------------------------ */
 
-/* Takes a free slot; -1 when the server is full. */
-static int claim_slot(server_state *srv, int fd, unsigned *slot)
+/* Takes a free slot for c; -1 when the server is full. Lock held. */
+static int take_slot_locked(server_state *srv, client_conn *c, int64_t now)
 {
-    unsigned i;
-    int rc = -1;
+    conn_slot *slot;
 
-    pthread_mutex_lock(&srv->lock);
-    if (srv->clients < srv->cfg->max_clients) {
-        for (i = 0; i < srv->cfg->max_clients; i++) {
-            if (srv->client_fds[i] < 0) {
-                srv->client_fds[i] = fd;
-                srv->clients++;
-                srv->threads++;
-                *slot = i;
-                rc = 0;
-                break;
-            }
-        }
-    }
-    pthread_mutex_unlock(&srv->lock);
-    return rc;
+    if (srv->clients >= srv->cfg->max_clients)
+        return -1;
+    c->slot = srv->free_count > 0 ? srv->free_list[--srv->free_count]
+                                  : srv->high_water++;
+    slot = &srv->slots[c->slot];
+    slot->state = c->state;
+    slot->fd = c->fd;
+    slot->quiet_since = now;
+    slot->peer = c->peer;
+    srv->clients++;
+    srv->threads++;
+    return 0;
 }
 
 static void release_slot(server_state *srv, unsigned slot)
 {
     pthread_mutex_lock(&srv->lock);
-    srv->client_fds[slot] = -1;
-    srv->clients--;
+    free_slot_locked(srv, slot);
     srv->threads--;
     pthread_mutex_unlock(&srv->lock);
+}
+
+static void deadline_timespec(struct timespec *ts, int64_t ms_from_now)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(ms_from_now / 1000);
+    ts->tv_nsec += (long)(ms_from_now % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Full: ends the quiet-longest connection and waits until its thread has
+ * logged its disconnect line. -1 when no connection may be evicted. The
+ * eviction line is written under the lock, so it precedes that line. */
+static int evict_one_locked(server_state *srv, int64_t now)
+{
+    struct timespec until;
+    conn_slot *slot;
+    uint64_t ticket;
+    long victim;
+
+    victim = conn_choose_victim(srv->slots, srv->high_water);
+    if (victim < 0)
+        return -1;
+    slot = &srv->slots[victim];
+    slot->state = CONN_SLOT_EVICTED;
+    log_line(LOG_INFO, "Evicted %s: idle %lld s, server full (limit %u)", slot->peer,
+             (long long)((now - slot->quiet_since) / 1000), srv->cfg->max_clients);
+    shutdown(slot->fd, SHUT_RDWR); /* its poll returns; it ends quietly */
+    ticket = ++srv->evictions;
+    deadline_timespec(&until, SERVER_EVICTION_WAIT_MS);
+    while (srv->evictions_done < ticket &&
+           pthread_cond_timedwait(&srv->changed, &srv->lock, &until) != ETIMEDOUT)
+        ;
+    return 0;
+}
+
+static int admit(server_state *srv, client_conn *c)
+{
+    int64_t now = conn_now_ms();
+    int rc;
+
+    pthread_mutex_lock(&srv->lock);
+    rc = take_slot_locked(srv, c, now);
+    if (rc < 0 && evict_one_locked(srv, now) == 0)
+        rc = take_slot_locked(srv, c, conn_now_ms());
+    pthread_mutex_unlock(&srv->lock);
+    return rc;
 }
 
 static int start_thread(client_conn *c)
@@ -304,6 +559,24 @@ static int start_thread(client_conn *c)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     return rc;
+}
+
+static client_conn *new_conn(server_state *srv, int fd, const char *peer)
+{
+    client_conn *c = calloc(1, sizeof *c);
+    int64_t now = conn_now_ms();
+
+    if (c == NULL)
+        return NULL;
+    c->srv = srv;
+    c->fd = fd;
+    /* noise: the handshake is in progress from accept */
+    c->state = srv->cipher == SESSION_NOISE ? CONN_SLOT_BUSY : CONN_SLOT_QUIET;
+    c->t.accepted = c->t.quiet_since = c->t.last_bytes = now;
+    c->t.frame_start = -1;
+    c->t.handshaking = srv->cipher == SESSION_NOISE;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    return c;
 }
 
 static void accept_one(server_state *srv, int listen_fd)
@@ -329,18 +602,15 @@ static void accept_one(server_state *srv, int listen_fd)
     if (flags >= 0)
         fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
     net_set_nodelay(fd);
-    net_set_timeouts(fd, srv->cfg->idle_timeout);
+    net_set_timeouts(fd, srv->cfg->idle_timeout); /* sends; reads are polled */
 
-    c = malloc(sizeof *c);
+    c = new_conn(srv, fd, peer);
     if (c == NULL) {
         log_line(LOG_ERROR, "Client refused: %s: %s", peer, strerror(ENOMEM));
         close(fd);
         return;
     }
-    c->srv = srv;
-    c->fd = fd;
-    memcpy(c->peer, peer, sizeof peer);
-    if (claim_slot(srv, fd, &c->slot) < 0) {
+    if (admit(srv, c) < 0) {
         log_line(LOG_ERROR, "Client refused: %s: too many clients (limit %u)",
                  peer, srv->cfg->max_clients);
         goto refuse;
@@ -358,18 +628,30 @@ refuse:
     free(c);
 }
 
-/* Closes every client connection and waits for the threads to finish. */
-static void stop_clients(server_state *srv)
+/* Shutdown: every client finishes its frame and closes (they all poll the
+ * stop pipe); at the drain deadline whatever is left is cut. */
+static void drain_clients(server_state *srv)
 {
+    int64_t deadline = conn_now_ms() + (int64_t)srv->cfg->drain_timeout * 1000;
+    struct timespec until;
+    unsigned char b = 0;
     unsigned i;
 
+    atomic_store(&srv->drain_deadline, deadline);
+    (void)!write(srv->stop_pipe[1], &b, 1);
+    deadline_timespec(&until, deadline - conn_now_ms());
     pthread_mutex_lock(&srv->lock);
-    atomic_store(&srv->stopping, 1);
-    for (i = 0; i < srv->cfg->max_clients; i++)
-        if (srv->client_fds[i] >= 0)
-            shutdown(srv->client_fds[i], SHUT_RDWR);
+    while (srv->threads > 0 &&
+           pthread_cond_timedwait(&srv->changed, &srv->lock, &until) != ETIMEDOUT)
+        ;
+    if (srv->threads > 0) { /* e.g. a send blocked on a peer that reads nothing */
+        atomic_store(&srv->cut, 1);
+        for (i = 0; i < srv->high_water; i++)
+            if (srv->slots[i].state != CONN_SLOT_FREE)
+                shutdown(srv->slots[i].fd, SHUT_RDWR);
+    }
     while (srv->threads > 0)
-        pthread_cond_wait(&srv->all_done, &srv->lock);
+        pthread_cond_wait(&srv->changed, &srv->lock);
     pthread_mutex_unlock(&srv->lock);
 }
 
@@ -424,7 +706,7 @@ static int open_listener(const config *cfg)
     char addr[NET_ADDR_MAX + 300], quoted[256];
     int fd, gai_error = 0, flags;
 
-    fd = net_listen(cfg->bind, cfg->port, SERVER_BACKLOG, &gai_error);
+    fd = net_listen(cfg->bind, cfg->port, SOMAXCONN, &gai_error);
     if (fd < 0) {
         log_escape(quoted, sizeof quoted, (const uint8_t *)cfg->bind,
                    strlen(cfg->bind));
@@ -485,9 +767,51 @@ static int run(server_state *srv, const config *cfg)
     /* Announce the shutdown before the clients' disconnect lines, as Python does. */
     if (rc == 0)
         log_line(LOG_INFO, "Shutting down");
-    close(listen_fd);
-    stop_clients(srv);
+    close(listen_fd); /* new clients are refused by the kernel from now on */
+    drain_clients(srv);
     return rc == 0 ? 0 : 1;
+}
+
+/* The slot table and the pipes; -1 with errno set. */
+static int server_init(server_state *srv, const config *cfg)
+{
+    pthread_condattr_t attr;
+    int i;
+
+    srv->cfg = cfg;
+    srv->limits.idle_timeout = cfg->idle_timeout;
+    srv->limits.frame_timeout = cfg->frame_timeout;
+    srv->limits.min_rate = cfg->min_rate;
+    srv->stop_pipe[0] = srv->stop_pipe[1] = -1;
+    /* calloc: a zeroed slot is free, and pages never touched cost nothing */
+    srv->slots = calloc(cfg->max_clients, sizeof *srv->slots);
+    srv->free_list = calloc(cfg->max_clients, sizeof *srv->free_list);
+    if (srv->slots == NULL || srv->free_list == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (pipe(srv->stop_pipe) < 0)
+        return -1;
+    for (i = 0; i < 2; i++)
+        fcntl(srv->stop_pipe[i], F_SETFL, fcntl(srv->stop_pipe[i], F_GETFL) | O_NONBLOCK);
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->changed, &attr);
+    pthread_condattr_destroy(&attr);
+    return 0;
+}
+
+static void server_destroy(server_state *srv)
+{
+    if (srv->stop_pipe[0] >= 0) {
+        pthread_cond_destroy(&srv->changed);
+        pthread_mutex_destroy(&srv->lock);
+        close(srv->stop_pipe[0]);
+        close(srv->stop_pipe[1]);
+    }
+    free(srv->slots);
+    free(srv->free_list);
 }
 
 int main(int argc, char **argv)
@@ -497,10 +821,15 @@ int main(int argc, char **argv)
     char err[CONFIG_ERROR_MAX];
     uint8_t psk[NOISE_PSKLEN];
     config_status st;
-    unsigned i;
     int rc = 1;
 
     log_init();
+    (void)net_raise_nofile(); /* before parsing: the --max-clients default follows it */
+#ifdef __GLIBC__
+    /* A fixed threshold keeps every buffer above it in a mapping of its own,
+     * returned on free: RSS goes back down after large frames. */
+    mallopt(M_MMAP_THRESHOLD, SERVER_MMAP_THRESHOLD);
+#endif
     st = config_parse(&cfg, CONFIG_SERVER, argc, argv, err, sizeof err);
     if (st != CONFIG_OK) {
         rc = report_config(st, err, program_name(argv[0]));
@@ -510,7 +839,6 @@ int main(int argc, char **argv)
         log_line(LOG_ERROR, "Cannot start: %s", strerror(errno));
         goto free_config;
     }
-    srv.cfg = &cfg;
     srv.cipher = cfg.cipher == CONFIG_CIPHER_NOISE ? SESSION_NOISE : SESSION_XOR;
     srv.key = cfg.key;
     srv.key_len = cfg.key_len;
@@ -524,19 +852,13 @@ int main(int argc, char **argv)
         srv.key = psk;
         srv.key_len = sizeof psk;
     }
-    srv.client_fds = malloc(cfg.max_clients * sizeof *srv.client_fds);
-    if (srv.client_fds == NULL) {
-        log_line(LOG_ERROR, "Cannot start: %s", strerror(ENOMEM));
-        goto wipe_psk;
+    if (server_init(&srv, &cfg) < 0) {
+        log_line(LOG_ERROR, "Cannot start: %s", strerror(errno));
+        goto destroy;
     }
-    for (i = 0; i < cfg.max_clients; i++)
-        srv.client_fds[i] = -1;
-    pthread_mutex_init(&srv.lock, NULL);
-    pthread_cond_init(&srv.all_done, NULL);
     rc = run(&srv, &cfg);
-    pthread_cond_destroy(&srv.all_done);
-    pthread_mutex_destroy(&srv.lock);
-    free(srv.client_fds);
+destroy:
+    server_destroy(&srv);
 wipe_psk:
     sodium_memzero(psk, sizeof psk);
 free_config:

@@ -405,6 +405,35 @@ int session_seal(session *s, const uint8_t *msg, size_t len,
     return 0;
 }
 
+uint64_t session_frames(const session *s)
+{
+    return s->decoder.frames;
+}
+
+static void drop_wiped(uint8_t **buf, size_t *cap)
+{
+    sodium_memzero(*buf, *cap);
+    free(*buf);
+    *buf = NULL;
+    *cap = 0;
+}
+
+void session_trim(session *s, size_t keep)
+{
+    framing_decoder_trim(&s->decoder, keep);
+    if (s->in_message)
+        return; /* the message so far lives in s->msg */
+    if (s->msg_cap > keep) {
+        drop_wiped(&s->msg, &s->msg_cap);
+        s->msg_len = 0;
+        s->msg_complete = 0;
+    }
+    if (s->out_cap > keep) {
+        drop_wiped(&s->out, &s->out_cap);
+        s->out_len = 0;
+    }
+}
+
 void session_free(session *s)
 {
     if (s->key != NULL)

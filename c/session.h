@@ -134,6 +134,13 @@ int session_in_message(const session *s);
 
 const session_error *session_error_info(const session *s);
 
+/* Frames completed so far (handshake and transport). */
+uint64_t session_frames(const session *s);
+
+/* Between messages: frees (wiped) every buffer above keep bytes, so that
+ * one large message does not pin its memory for the connection's life. */
+void session_trim(session *s, size_t keep);
+
 /* Wipes keys and buffers and frees them. */
 void session_free(session *s);
 

@@ -3,10 +3,12 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "config.h"
+#include "conn.h"
 
 #define MAX_ARGS 16
 
@@ -97,11 +99,31 @@ static void test_server_defaults(void)
     CHECK(strcmp(p.cfg.bind, "0.0.0.0") == 0);
     CHECK(p.cfg.max_frame == 1048576);
     CHECK(p.cfg.idle_timeout == 300);
-    CHECK(p.cfg.max_clients == 64);
+    CHECK(p.cfg.frame_timeout == 10);
+    CHECK(p.cfg.min_rate == 65536);
+    CHECK(p.cfg.drain_timeout == 5);
     CHECK(p.cfg.cipher == CONFIG_CIPHER_XOR);
     CHECK_BYTES(p.cfg.key, p.cfg.key_len, "MY_SECRET_KEY", 13);
     CHECK(p.cfg.key_source == CONFIG_KEY_DEFAULT);
     done(&p);
+}
+
+/* The --max-clients default follows the open-file soft limit. */
+static void test_max_clients_default(void)
+{
+    struct rlimit saved, rl;
+    parsed p;
+
+    CHECK(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    rl = saved;
+    rl.rlim_cur = 1088 <= saved.rlim_max ? 1088 : saved.rlim_max;
+    CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+    parse(&p, S, "5000", NULL);
+    CHECK(p.status == CONFIG_OK);
+    CHECK(p.cfg.max_clients == conn_default_max_clients(rl.rlim_cur, 100000));
+    CHECK(rl.rlim_cur != 1088 || p.cfg.max_clients == 1024);
+    done(&p);
+    CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
 }
 
 static void test_server_options(void)
@@ -117,6 +139,23 @@ static void test_server_options(void)
     CHECK(p.cfg.max_frame == 64);
     CHECK(p.cfg.idle_timeout == 0);
     CHECK(p.cfg.max_clients == 10000);
+    done(&p);
+
+    parse(&p, S, "1", "--frame-timeout", "0", "--min-rate", "1",
+          "--drain-timeout", "0", "--max-clients", "100000", NULL);
+    CHECK(p.status == CONFIG_OK);
+    CHECK(p.cfg.frame_timeout == 0);
+    CHECK(p.cfg.min_rate == 1);
+    CHECK(p.cfg.drain_timeout == 0);
+    CHECK(p.cfg.max_clients == 100000);
+    done(&p);
+
+    parse(&p, S, "1", "--frame-timeout=86400", "--min-rate=1073741824",
+          "--drain-timeout=86400", NULL);
+    CHECK(p.status == CONFIG_OK);
+    CHECK(p.cfg.frame_timeout == 86400);
+    CHECK(p.cfg.min_rate == 1073741824u);
+    CHECK(p.cfg.drain_timeout == 86400);
     done(&p);
 
     /* options after the positional, and the upper bounds */
@@ -162,8 +201,24 @@ static void test_server_errors(void)
                  "86401", "1", NULL);
     expect_usage("Invalid value for --idle-timeout: -1", S, "--idle-timeout", "-1", "1", NULL);
     expect_usage("Invalid value for --max-clients: 0", S, "--max-clients", "0", "1", NULL);
-    expect_usage("Invalid value for --max-clients: 10001", S, "--max-clients",
-                 "10001", "1", NULL);
+    expect_usage("Invalid value for --max-clients: 100001", S, "--max-clients",
+                 "100001", "1", NULL);
+    expect_usage("Invalid value for --frame-timeout: 86401", S, "--frame-timeout",
+                 "86401", "1", NULL);
+    expect_usage("Invalid value for --frame-timeout: 1.5", S, "--frame-timeout",
+                 "1.5", "1", NULL);
+    expect_usage("Invalid value for --min-rate: 0", S, "--min-rate", "0", "1", NULL);
+    expect_usage("Invalid value for --min-rate: 1073741825", S, "--min-rate",
+                 "1073741825", "1", NULL);
+    expect_usage("Invalid value for --drain-timeout: 86401", S, "--drain-timeout",
+                 "86401", "1", NULL);
+    expect_usage("Invalid value for --drain-timeout: -1", S, "--drain-timeout",
+                 "-1", "1", NULL);
+    expect_usage("Missing value for --drain-timeout", S, "1", "--drain-timeout", NULL);
+    expect_usage("Unknown option: --frame", S, "1", "--frame=3", NULL);
+    /* server-only options are unknown to the client */
+    expect_usage("Unknown option: --frame-timeout", C, "h", "1", "--frame-timeout", "3",
+                 NULL);
     expect_usage("Invalid value for --bind: (empty)", S, "--bind", "", "1", NULL);
     expect_usage("Unknown option: --po", S, "--po", "1", NULL);
     expect_usage("Unknown option: --max-f", S, "1", "--max-f=100", NULL);
@@ -416,8 +471,8 @@ static void test_out_of_memory(void)
 static void test_usage_text(void)
 {
     static const char *const server_opts[] = {"--port", "--bind", "--key ",
-        "--key-file", "--max-frame", "--idle-timeout", "--max-clients",
-        "--cipher", "--help"};
+        "--key-file", "--max-frame", "--idle-timeout", "--frame-timeout",
+        "--min-rate", "--drain-timeout", "--max-clients", "--cipher", "--help"};
     static const char *const client_opts[] = {"--host", "--port", "--message",
         "--key ", "--key-file", "--max-frame", "--idle-timeout", "--cipher", "--help"};
     char text[4096];
@@ -432,12 +487,14 @@ static void test_usage_text(void)
     for (i = 0; i < sizeof client_opts / sizeof client_opts[0]; i++)
         CHECK(strstr(text, client_opts[i]) != NULL);
     CHECK(strstr(text, "--bind") == NULL);
+    CHECK(strstr(text, "--frame-timeout") == NULL);
 }
 
 int main(void)
 {
     unsetenv("SECUREMSG_KEY");
     RUN_TEST(test_server_defaults);
+    RUN_TEST(test_max_clients_default);
     RUN_TEST(test_server_options);
     RUN_TEST(test_server_errors);
     RUN_TEST(test_help);

@@ -1,0 +1,89 @@
+/* conn.h - the server's per-connection clocks and its eviction choice
+ * (PROTOCOL.md section 9), kept free of sockets and threads so that the
+ * rules can be tested on their own.
+ *
+ * Times are CLOCK_MONOTONIC milliseconds (conn_now_ms). A connection waits
+ * for its next bytes until the earliest of:
+ *   idle       between frames: quiet_since + --idle-timeout
+ *   frame      a frame begun:  frame_start + --frame-timeout + length / --min-rate
+ *   handshake  noise, until it completes: accepted + --frame-timeout
+ * The server evicts, when full, the connection quiet longest among those
+ * with no frame, message or handshake in progress.
+ */
+#ifndef SECUREMSG_CONN_H
+#define SECUREMSG_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONN_NEVER INT64_MAX
+
+typedef struct {
+    unsigned idle_timeout;  /* seconds, 0 = none */
+    unsigned frame_timeout; /* seconds, 0 = none */
+    uint32_t min_rate;      /* bytes per second, >= 1 */
+} conn_limits;
+
+typedef struct {
+    int64_t accepted;    /* accept() */
+    int64_t quiet_since; /* end of the last frame (or accept) */
+    int64_t last_bytes;  /* the last read that brought bytes */
+    int64_t frame_start; /* the read that brought the partial frame's first byte; -1 = none */
+    uint32_t frame_len;  /* its length prefix, 0 until all 4 bytes are in */
+    int handshaking;     /* noise handshake not complete */
+    int in_message;      /* noise: between the chunks of one message */
+} conn_timing;
+
+typedef enum {
+    CONN_WAIT_NONE,      /* no deadline: wait forever */
+    CONN_WAIT_IDLE,      /* "Idle timeout for PEER after N s" */
+    CONN_WAIT_FRAME,     /* "Frame timeout for PEER after N s" */
+    CONN_WAIT_HANDSHAKE, /* "Handshake timeout for PEER after N s" */
+    CONN_WAIT_DRAIN      /* shutdown: close cleanly, no error line */
+} conn_wait_kind;
+
+typedef struct {
+    conn_wait_kind kind;
+    int64_t at;       /* CONN_NEVER for CONN_WAIT_NONE */
+    unsigned seconds; /* N of the log line */
+} conn_deadline;
+
+/* Milliseconds a frame of len payload bytes may take: --frame-timeout plus
+ * len / --min-rate, rounded up to the millisecond. */
+uint64_t conn_frame_allowance_ms(unsigned frame_timeout, uint32_t min_rate,
+                                 uint64_t len);
+
+/* Whole seconds, rounded up. */
+unsigned conn_ceil_seconds(uint64_t ms);
+
+/* The deadline that applies now; the handshake wins a tie. */
+conn_deadline conn_next_deadline(const conn_limits *l, const conn_timing *t);
+
+/* 1 when nothing is in progress: the connection may be evicted. */
+int conn_quiet(const conn_timing *t);
+
+typedef enum {
+    CONN_SLOT_FREE = 0, /* so that a zeroed table is all free */
+    CONN_SLOT_BUSY,     /* a frame, message or handshake in progress */
+    CONN_SLOT_QUIET,    /* between frames: may be evicted */
+    CONN_SLOT_EVICTED   /* chosen; its thread ends without an error line */
+} conn_slot_state;
+
+typedef struct {
+    conn_slot_state state;
+    int fd;
+    int64_t quiet_since;
+    const char *peer; /* for the eviction line */
+} conn_slot;
+
+/* The index of the QUIET slot with the oldest quiet_since (the lowest index
+ * on a tie) among slots[0..n), or -1 when none is QUIET. */
+long conn_choose_victim(const conn_slot *slots, size_t n);
+
+/* The --max-clients default for an open-file soft limit: the limit less 64
+ * descriptors kept for the listener, stdio and pipes, within 1..max. */
+unsigned conn_default_max_clients(uint64_t soft_limit, unsigned max);
+
+int64_t conn_now_ms(void);
+
+#endif
