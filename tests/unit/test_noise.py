@@ -12,20 +12,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from securemsg import noise
+from securemsg.errors import DecryptError, HandshakeError, SecureMsgError
+from securemsg.noise import CipherState, HandshakeState
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "python") not in sys.path:
-    sys.path.insert(0, str(REPO / "python"))
-
-from securemsg import noise  # noqa: E402
-from securemsg.errors import DecryptError, HandshakeError, SecureMsgError  # noqa: E402
-from securemsg.noise import CipherState, HandshakeState  # noqa: E402
 
 NN = "Noise_NN_25519_ChaChaPoly_SHA256"
 NNPSK0 = "Noise_NNpsk0_25519_ChaChaPoly_SHA256"
