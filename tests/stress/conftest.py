@@ -29,16 +29,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.stress)
 
 
-@pytest.fixture(scope="session")
-def built() -> None:
-    """c/server and bench/loadgen, built once (make does nothing when they are current)."""
-    for directory in ("c", "bench"):
+_built: set[str] = set()
+
+
+def build(directory: str) -> None:
+    """``make -C directory`` once per session (make does nothing when it is current)."""
+    if directory not in _built:
         subprocess.run(["make", "-s", "-C", str(ROOT / directory)], check=True,
                        stdout=subprocess.DEVNULL)
+        _built.add(directory)
+
+
+@pytest.fixture
+def built() -> None:
+    """bench/loadgen (it compiles c/'s modules too)."""
+    build("bench")
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-def implementation(request: pytest.FixtureRequest, built: None) -> registry.Implementation:
+def implementation(request: pytest.FixtureRequest) -> registry.Implementation:
+    if request.param == "c":
+        build("c")
     return registry.default()[request.param]
 
 
