@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project, in the order that fails fastest:
-#   1. C unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   1. C unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, then
+#      each C libFuzzer target for FUZZ_SECONDS (default 20)
 #   2. ruff over all Python code
 #   3. the lab images, rebuilt from this checkout's sources (when an engine answers)
 #   4. pytest: Python unit tests, local cross-language tests, the Docker matrix,
@@ -12,6 +13,9 @@ python=${PYTHON:-.venv/bin/python}
 
 echo "== C unit tests (ASan + UBSan) =="
 make -C c test
+
+echo "== C fuzz targets (libFuzzer, ${FUZZ_SECONDS:-20} s each) =="
+make -C c fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
 echo "== ruff =="
 "$python" -m ruff check .

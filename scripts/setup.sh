@@ -17,7 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(gcc make libc6-dev pkg-config libsodium-dev libjansson-dev python3 python3-venv
-              mmdebstrap docker-registry tcpdump tshark patch)
+              mmdebstrap docker-registry tcpdump tshark patch
+              clang libclang-rt-dev)  # clang + its runtime: libFuzzer targets (make -C c fuzz)
 readonly VENV=.venv
 readonly STAMP="$VENV/.securemsg-installed"
 
