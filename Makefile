@@ -5,7 +5,8 @@ VENV   := .venv
 PYTHON := $(CURDIR)/$(VENV)/bin/python
 export PYTHON
 
-.PHONY: help setup build lab lab-down base-image images test test-c lint matrix bench demo clean clean-venv \
+.PHONY: help setup build lab lab-down base-image images test test-c lint matrix bench bench-charts demo \
+        clean clean-venv \
         handout-start check stress
 
 help:
@@ -16,7 +17,8 @@ help:
 	@echo "make base-image only the base image (does nothing when it exists)"
 	@echo "make matrix     the client x server x case matrix alone (ARGS='-c c -s python -t single_message')"
 	@echo "make demo       the instructor demo (add ARGS=--no-pause for unattended runs)"
-	@echo "make bench      the benchmark table (ARGS=--quick for a short run)"
+	@echo "make bench      the benchmark: table, docs/bench/bench.json and its charts (ARGS=--quick: short)"
+	@echo "make bench-charts  redraw the charts of docs/bench/ from its bench.json (no measuring)"
 	@echo "make lab-down   stop and remove the lab's containers and network"
 	@echo "make setup      install host packages (apt) and the project venv .venv (pip, from /usr/bin/python3)"
 	@echo "make test-c     the C unit tests alone (ASan+UBSan)"
@@ -60,8 +62,15 @@ lint: setup
 matrix: setup build
 	$(VENV)/bin/securemsg-matrix $(ARGS)
 
+# docs/bench/ holds the committed charts and the bench.json they were drawn from:
+# `make bench` measures and rewrites both, `make bench-charts` only redraws the PNGs.
+BENCH_CHARTS := docs/bench
+
 bench: setup build
-	$(VENV)/bin/securemsg-bench $(ARGS)
+	$(VENV)/bin/securemsg-bench --charts $(BENCH_CHARTS) $(ARGS)
+
+bench-charts: setup
+	$(PYTHON) -m securemsg_lab.charts $(BENCH_CHARTS)/bench.json
 
 demo: setup build
 	$(VENV)/bin/securemsg-demo $(ARGS)

@@ -446,14 +446,16 @@ static int report(const loadgen_options *o, worker *workers)
            "\"connections\":%ld,\"size\":%u,\"messages_per_connection\":%ld,"
            "\"duration_limit\":%g,\"round_trips\":%zu,\"seconds\":%.4f,"
            "\"rt_per_s\":%.1f,\"mb_per_s\":%.3f,\"p50_us\":%.1f,"
-           "\"p99_us\":%.1f,\"max_us\":%.1f,\"errors\":%ld,\"first_error\":",
+           "\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+           "\"max_us\":%.1f,\"errors\":%ld,\"first_error\":",
            o->handshakes ? "handshakes" : "roundtrip",
            o->cipher == SESSION_NOISE ? "noise" : "xor",
            o->split_writes ? "true" : "false", o->binary ? "binary" : "text",
            o->connections, o->size,
            o->messages, o->duration, total, seconds, rate,
            rate * o->size / 1e6, percentile_us(all, total, 0.50),
-           percentile_us(all, total, 0.99),
+           percentile_us(all, total, 0.90), percentile_us(all, total, 0.99),
+           percentile_us(all, total, 0.999),
            total > 0 ? (double)all[total - 1] / 1000.0 : 0.0, errors);
     json_string(stdout, first_error);
     printf("}\n");

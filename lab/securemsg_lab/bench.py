@@ -13,7 +13,8 @@ machine a wake-up across CPUs can cost more than everything a server does -- and
 beside `bench/refserver`, a minimal C thread-per-connection xor server: the yardstick
 of the servers' targets (C >= 0.9x of it, Python >= 0.25x, issue 11).
 
-Usage: securemsg-bench [--quick] [--strict] [--json FILE] [--no-build] [--servers c,python]
+Usage: securemsg-bench [--quick] [--strict] [--json FILE] [--charts DIR] [--no-build]
+                       [--servers c,python]
 See bench/README.md for the columns and the targets.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import itertools
 import json
 import os
@@ -89,6 +91,7 @@ class BenchConfig:
     strict: bool = False
     build: bool = True
     json_path: Path | None = None
+    charts_dir: Path | None = None  # bench.json and the PNGs of securemsg_lab.charts
 
     @classmethod
     def quick(cls, **overrides: object) -> BenchConfig:
@@ -291,16 +294,13 @@ def c_xor_speed(rounds: int) -> float:
 
 
 PY_XOR_SNIPPET = """
-import json, sys, time
-from securemsg import crypto
+import importlib, json, sys, time
 rounds, size, how = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+module, _, name = how.rpartition(".")
+plain = getattr(importlib.import_module(module), name)
 key, data = b"MY_SECRET_KEY", bytes(range(256)) * (size // 256)
-if how == "XorCipher":
-    fn = crypto.XorCipher(key).apply
-else:
-    plain = getattr(crypto, how)
-    fn = lambda d: plain(d, key)
-fn(data)  # warm-up (and, for XorCipher, its cached key stream)
+fn = lambda d: plain(d, key)
+fn(data)  # warm-up
 best = float("inf")
 for _ in range(3):
     start = time.process_time()  # CPU time: waiting for a core does not count
@@ -311,22 +311,24 @@ assert fn(out) == data
 print(json.dumps({"mb_per_s": size * rounds / best / 1e6}))
 """
 
-# (label, how): the module function first (every call pays for its key stream:
-# what the target is checked on), then the class the server uses, if any.
-PY_XOR_VARIANTS = (("python", "xor"), ("python XorCipher", "XorCipher"))
+# (label, function): what the programs call for every frame (XorCipher.apply is this
+# function with its key; every call builds its key stream). crypto.xor, the byte-by-byte
+# reference, is not timed: a few MB/s, and no program uses it.
+PY_XOR_VARIANTS = (("python", "securemsg.crypto_fast.xor"),)
 
 
 def python_xor_available(how: str) -> bool:
+    module, _, name = how.rpartition(".")
     try:
-        from securemsg import crypto
+        found = getattr(importlib.import_module(module), name, None)
     except ImportError:
         return False
-    return callable(getattr(crypto, how, None))
+    return callable(found)
 
 
 def python_xor_speed(how: str, rounds: int) -> float:
     if not python_xor_available(how):
-        raise BenchError(f"python/securemsg/crypto.py has no {how}")
+        raise BenchError(f"no Python function {how}")
     done = subprocess.run(
         [sys.executable, "-c", PY_XOR_SNIPPET, str(rounds), str(MiB), how],
         capture_output=True,
@@ -356,7 +358,8 @@ def fmt_num(value: object, digits: int = 0) -> str:
 
 
 def print_table(runs: list[dict]) -> None:
-    header = ("server", "cipher", "conns", "size", "rt/s", "MB/s", "p50 µs", "p99 µs", "errors")
+    header = ("server", "cipher", "conns", "size", "rt/s", "MB/s", "p50 µs", "p90 µs", "p99 µs",
+              "p99.9 µs", "errors")
     rows = [
         (
             str(r["server"]),
@@ -366,7 +369,9 @@ def print_table(runs: list[dict]) -> None:
             fmt_num(r.get("rt_per_s")),
             fmt_num(r.get("mb_per_s"), 1),
             fmt_num(r.get("p50_us"), 1),
+            fmt_num(r.get("p90_us"), 1),
             fmt_num(r.get("p99_us"), 1),
+            fmt_num(r.get("p999_us"), 1),
             str(r.get("errors", "-")),
         )
         for r in runs
@@ -445,8 +450,9 @@ def compute_targets(results: Results) -> list[Target]:
         ]
     return [
         *targets,
-        Target("C XOR of 1 MiB", results.xor_speed.get("c"), 1000, "MB/s"),
-        Target("Python XOR of 1 MiB", results.xor_speed.get("python"), 200, "MB/s"),
+        Target("C XOR of 1 MiB (crypto_xor_apply)", results.xor_speed.get("c"), 1000, "MB/s"),
+        Target("Python XOR of 1 MiB (crypto_fast.xor)", results.xor_speed.get("python"), 200,
+               "MB/s"),
     ]
 
 
@@ -536,9 +542,11 @@ def print_summary(results: Results, config: BenchConfig) -> None:
     loads = " -> ".join(f"{x:.1f}" for x in results.load_average)
     print(f"Load average (1 min) at start -> end: {loads} on {os.cpu_count()} CPUs")
     print("Targets (issues 2 and 5; a shared 2-core machine: server and loadgen compete):")
+    width = max((len(t.name) for t in results.targets), default=0)
     for t in results.targets:
         shown = fmt_num(t.measured, 2 if t.unit == "x" else 0)
-        print(f"  {t.verdict:<4}  {t.name:<44} {shown:>10} {t.unit:<4} (target >= {t.threshold:g})")
+        print(f"  {t.verdict:<4}  {t.name:<{width}} {shown:>10} {t.unit:<4} "
+              f"(target >= {t.threshold:g})")
     for placement, values in results.floor.items():
         if values:
             print(f"  [{placement}]: bare loopback reference (bench/rttfloor, no server) "
@@ -593,8 +601,9 @@ def save_json(results: Results, config: BenchConfig, path: Path) -> None:
         "config": {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in config.__dict__.items()
-            if k != "json_path"
+            if k not in ("json_path", "charts_dir")
         },
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "runs": results.runs,
         "handshakes": results.handshakes,
         "split_writes": results.split_writes,
@@ -618,6 +627,22 @@ def save_json(results: Results, config: BenchConfig, path: Path) -> None:
         ],
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def write_charts(results: Results, config: BenchConfig, out_dir: Path) -> None:
+    """bench.json in out_dir and the charts drawn from it (so that `make bench-charts`
+    redraws the same PNGs from the committed file)."""
+    from . import charts  # matplotlib only when charts are asked for
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / charts.RESULTS_NAME
+    save_json(results, config, path)
+    try:
+        written = charts.render_file(path, out_dir)
+    except charts.ChartError as exc:  # e.g. every run failed: nothing to draw
+        raise BenchError(f"charts: {exc}") from exc
+    for chart in written:
+        print(f"chart: {chart}")
 
 
 # --- driver ------------------------------------------------------------------------------
@@ -772,6 +797,8 @@ def parse_args(argv: list[str]) -> BenchConfig:
     parser.add_argument("--quick", action="store_true", help="short run (about 40 s)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target fails")
     parser.add_argument("--json", type=Path, metavar="FILE", help="save the results as JSON")
+    parser.add_argument("--charts", type=Path, metavar="DIR",
+                        help="save DIR/bench.json and draw its PNG charts there")
     parser.add_argument("--no-build", action="store_true", help="do not run make first")
     names = registry.default().names()
     parser.add_argument("--servers", default=",".join(names),
@@ -786,6 +813,7 @@ def parse_args(argv: list[str]) -> BenchConfig:
         "strict": ns.strict,
         "build": not ns.no_build,
         "json_path": ns.json,
+        "charts_dir": ns.charts,
         "servers": tuple(s for s in ns.servers.split(",") if s),
         "ciphers": tuple(c for c in ns.ciphers.split(",") if c in ("xor", "noise")),
     }
@@ -816,6 +844,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n(total {time.monotonic() - started:.0f} s)")
     if config.json_path is not None:
         save_json(results, config, config.json_path)
+    if config.charts_dir is not None:
+        try:
+            write_charts(results, config, config.charts_dir)
+        except BenchError as exc:
+            print(f"[ERROR] {exc}", file=sys.stderr)
+            return 1
     failed = any(t.verdict == "FAIL" for t in results.targets)
     return 1 if failed and config.strict else 0
 

@@ -26,10 +26,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a lab machine or in CI
 
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+import matplotlib.pyplot as plt  # after the backend is chosen
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 RESULTS_NAME = "bench.json"
 PERCENTILES = (("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("p999_us", "p99.9"))
@@ -199,8 +199,8 @@ def plain_number(value: float, _position: object = None) -> str:
 
 def duration(value_us: float, _position: object = None) -> str:
     if value_us >= 1000:
-        return f"{value_us / 1000:g} ms"
-    return f"{value_us:g} µs"
+        return f"{value_us / 1000:.3g} ms"
+    return f"{value_us:.3g} µs"
 
 
 def footer(doc: Doc) -> str:
@@ -268,11 +268,14 @@ def yardstick_rows(doc: Doc) -> list[tuple[str, float, dict[str, Any]]]:
         if value is not None:
             rows.append((f"{server} xor (ours: one write\nper frame, TCP_NODELAY)", value,
                          bar_style(doc, (server, "xor"))))
-    for sw in doc.get("split_writes", []):
-        if sw["split_writes"] and sw["errors"] == 0:
-            rows.append((f"{sw['server']} xor, client with the seed's\nsplit writes, no NODELAY",
-                         sw["rt_per_s"], {"color": STALL_COLOUR}))
+    rows += [(f"{sw['server']} xor, client with the seed's\nsplit writes, no NODELAY",
+              sw["rt_per_s"], {"color": STALL_COLOUR}) for sw in stalled_runs(doc)]
     return rows
+
+
+def stalled_runs(doc: Doc) -> list[dict[str, Any]]:
+    """loadgen --split-writes runs: the seed's bug, length and body in two writes."""
+    return [sw for sw in doc.get("split_writes", []) if sw["split_writes"] and sw["errors"] == 0]
 
 
 def draw_yardstick(ax: Axes, doc: Doc) -> None:
@@ -281,17 +284,23 @@ def draw_yardstick(ax: Axes, doc: Doc) -> None:
         ax.set_axis_off()
         return
     labels = [label for label, _, _ in rows]
-    for y, (_, value, style) in enumerate(rows):
+    yardstick = next((v for label, v, _ in rows if "refserver" in label), None)
+    for y, (label, value, style) in enumerate(rows):
         ax.barh(y, value, 0.7, **{"edgecolor": "black", "linewidth": 0.5, **style})
-        ax.text(value * 1.08, y, f"{value:,.0f}", va="center", fontsize=8)
+        text = f"{value:,.0f}"
+        if yardstick and "refserver" not in label:
+            share = value / yardstick
+            text += (f"  ({share:.2g}x refserver)" if share >= 0.01
+                     else f"  (1/{1 / share:,.0f} of refserver)")
+        ax.text(value * 1.08, y, text, va="center", fontsize=8)
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlim(left=min(v for _, v, _ in rows) / 3, right=max(v for _, v, _ in rows) * 6)
+    ax.set_xlim(left=min(v for _, v, _ in rows) / 3, right=max(v for _, v, _ in rows) * 15)
     ax.set_xlabel("round trips / s (log scale)")
     ax.xaxis.set_major_formatter(FuncFormatter(plain_number))
     ax.set_title(f"{human_size(small_size(doc))}, 1 connection: yardstick and the "
-                 "split-write stall")
+                 "split-write stall\n(medians of the alternated runs where measured)", fontsize=11)
     ax.grid(axis="x", alpha=0.3, which="both")
 
 
@@ -329,35 +338,36 @@ def chart_throughput(doc: Doc) -> Figure:
     return finish(fig, doc)
 
 
-def latency_rows(doc: Doc) -> list[tuple[str, dict[str, Any]]]:
+def latency_rows(doc: Doc) -> list[tuple[str, dict[str, Any], bool]]:
+    """(label, loadgen result, stalled) of the percentile chart, left to right."""
     size = small_size(doc)
-    rows = [(f"{s} {c}", run) for s, c in series_of(doc)
+    rows = [(f"{s} {c}", run, False) for s, c in series_of(doc)
             if (run := run_at(doc, (s, c), 1, size)) is not None]
-    rows += [(f"{sw['server']} xor, client with\nthe seed's split writes", sw)
-             for sw in doc.get("split_writes", []) if sw["split_writes"] and sw["errors"] == 0]
+    rows += [(f"{sw['server']} xor,\nclient with the\nseed's split writes", sw, True)
+             for sw in stalled_runs(doc)]
     return rows
 
 
 def draw_percentiles(ax: Axes, doc: Doc) -> None:
     rows = latency_rows(doc)
     shown = [(key, name) for key, name in PERCENTILES
-             if any(_is(run.get(key), NUMBER) for _, run in rows)]
+             if any(_is(run.get(key), NUMBER) for _, run, _ in rows)]
     width = 0.8 / max(1, len(shown))
+    ax.set_yscale("log")
     for i, (key, name) in enumerate(shown):
-        xs = [j - 0.4 + width * (i + 0.5) for j, (_, run) in enumerate(rows) if key in run]
-        ys = [max(run[key], 0.1) for _, run in rows if key in run]  # log axis: no zero
-        ax.bar(xs, ys, width, label=name, color=PERCENTILE_COLOURS[i], edgecolor="black",
-               linewidth=0.4)
-    for j, (label, run) in enumerate(rows):
-        if "seed" in label:
+        points = [(j - 0.4 + width * (i + 0.5), max(run[key], 0.1))  # log axis: no zero
+                  for j, (_, run, _) in enumerate(rows) if _is(run.get(key), NUMBER)]
+        ax.bar(*zip(*points, strict=True), width, label=name, color=PERCENTILE_COLOURS[i],
+               edgecolor="black", linewidth=0.4)
+    for j, (_, run, stalled) in enumerate(rows):
+        if stalled:
             ax.axvspan(j - 0.45, j + 0.45, color=STALL_COLOUR, alpha=0.12, linewidth=0,
                        zorder=0)
-            top = max(run.get(k, 0) for k, _ in shown)
-            ax.text(j, top * 1.5, f"stall: p50 {duration(run['p50_us'])}", ha="center",
+            top = max(run[k] for k, _ in shown if _is(run.get(k), NUMBER))
+            ax.text(j, top * 1.4, f"stall:\np50 {duration(run['p50_us'])}", ha="center",
                     fontsize=8, color=STALL_COLOUR)
             ax.set_ylim(top=max(ax.get_ylim()[1], top * 5))
-    ax.set_xticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
-    ax.set_yscale("log")
+    ax.set_xticks(range(len(rows)), [label for label, _, _ in rows], fontsize=8)
     ax.set_ylabel("round-trip latency (log scale)")
     ax.yaxis.set_major_formatter(FuncFormatter(duration))
     ax.set_title(f"Latency percentiles, {human_size(small_size(doc))}, 1 connection")

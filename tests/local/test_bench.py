@@ -60,7 +60,7 @@ def test_quick_bench_of_the_c_server_checks_every_ack(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "securemsg_lab.bench", "--quick", "--no-build", "--servers", "c",
-         "--seconds", "0.2", "--json", str(out)],
+         "--seconds", "0.2", "--json", str(out), "--charts", str(tmp_path / "charts")],
         capture_output=True, timeout=240, check=False,
     )
     text = done.stdout.decode()
@@ -72,6 +72,13 @@ def test_quick_bench_of_the_c_server_checks_every_ack(tmp_path: Path) -> None:
         for size in (64, 1 << 20)
     }
     assert all(r["errors"] == 0 and r["round_trips"] > 0 for r in runs), runs
+    assert all(r["p50_us"] <= r["p90_us"] <= r["p99_us"] <= r["p999_us"] <= r["max_us"]
+               for r in runs), runs
+    # --charts: the same results beside the PNGs drawn from them
+    charts = tmp_path / "charts"
+    assert json.loads((charts / "bench.json").read_text())["runs"] == doc["runs"]
+    for name in ("roundtrips.png", "throughput.png", "latency.png"):
+        assert (charts / name).read_bytes().startswith(b"\x89PNG"), name
     assert doc["skipped"] == []
     placements = ["any", "one-cpu"] if (os.cpu_count() or 1) > 1 else ["any"]
     assert list(doc["loopback_reference_rt_per_s"]) == placements
