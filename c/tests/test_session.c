@@ -661,6 +661,42 @@ static void test_growth_wipes_old_buffer(void)
     with_both_ciphers(expect_growth_wipes);
 }
 
+/* After a large message, session_trim frees (wiped) what grew above the
+ * limit and keeps small buffers; the next message still arrives whole. */
+static void expect_trim(session *from, session *to)
+{
+    static uint8_t big[300000];
+    const uint8_t *msg, *small_buf;
+    uint64_t frames = session_frames(to);
+    size_t len;
+
+    CHECK(transfer(from, to, (const uint8_t *)"short", 5) == SESSION_MESSAGE);
+    CHECK(session_frames(to) == frames + 1);
+    small_buf = to->msg;
+    session_trim(to, 65536);
+    CHECK(to->msg == small_buf); /* nothing above the limit: kept */
+    fill_pattern(big, sizeof big, 7);
+    CHECK(transfer(from, to, big, sizeof big) == SESSION_MESSAGE);
+    CHECK(session_frames(to) > frames + 1);
+    watched = to->msg;
+    watched_len = to->msg_cap;
+    watched_freed = watched_wiped = 0;
+    session_trim(to, 65536);
+    CHECK(watched_freed == 1);
+    CHECK(watched_wiped == 1);
+    watched = NULL;
+    CHECK(to->msg == NULL && to->msg_cap == 0);
+    CHECK(to->decoder.body_cap <= 65536);
+    CHECK(transfer(from, to, (const uint8_t *)"again", 5) == SESSION_MESSAGE);
+    session_message(to, &msg, &len);
+    CHECK_BYTES(msg, len, "again", 5);
+}
+
+static void test_trim_after_large_message(void)
+{
+    with_both_ciphers(expect_trim);
+}
+
 /* session_free leaves nothing behind in the struct (keys, states). */
 static void test_free_wipes(void)
 {
@@ -699,6 +735,7 @@ int main(void)
     RUN_TEST(test_psk_from_key);
     RUN_TEST(test_growth_keeps_content);
     RUN_TEST(test_growth_wipes_old_buffer);
+    RUN_TEST(test_trim_after_large_message);
     RUN_TEST(test_free_wipes);
     return check_report("test_session");
 }
