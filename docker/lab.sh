@@ -13,11 +13,11 @@
 #   docker/lab.sh ps            `compose ps`
 #
 # Project name: $COMPOSE_PROJECT_NAME (default securemsg). Settings come from
-# the environment or .env (see .env.example). Images are never pulled: the
-# builds start from the registry-less bases of docker/base-image.sh (build
-# args BUILD_BASE, RUNTIME_BASE), or from the images named by
-# SECUREMSG_BUILD_BASE / SECUREMSG_RUNTIME_BASE when both are set (e.g.
-# debian:bookworm-slim where a registry answers; then no base is built here).
+# the environment or .env (see .env.example). The builds start from the
+# registry-less bases of docker/base-image.sh (build args BUILD_BASE,
+# RUNTIME_BASE; nothing is pulled), or from the images named by
+# SECUREMSG_BUILD_BASE / SECUREMSG_RUNTIME_BASE in the environment when both
+# are set (e.g. debian:bookworm-slim where a registry answers; no base is built).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
