@@ -7,7 +7,7 @@ export PYTHON
 
 .PHONY: help setup build lab lab-down base-image images test test-c lint matrix bench bench-charts demo \
         clean clean-venv \
-        handout-start check stress
+        handout-start check stress fuzz
 
 help:
 	@echo "make lab        install what is missing, build everything, run the Docker lab (Ctrl-C stops)"
@@ -24,6 +24,7 @@ help:
 	@echo "make test-c     the C unit tests alone (ASan+UBSan)"
 	@echo "make lint       ruff over all Python code"
 	@echo "make stress     tests/stress at full scale (issue 10 figures, ~10 min) and long fuzz runs"
+	@echo "make fuzz       the C libFuzzer targets, FUZZ_SECONDS each (default 600; clang)"
 	@echo "make clean      remove build outputs and results/"
 	@echo "make handout-start  the lab handout's workspace, handout/work (FORCE=1 starts over)"
 	@echo "make check      check the handout's tasks (TASK=3: one task): PASS or FAIL with a hint"
@@ -55,6 +56,12 @@ test-c:
 # make test runs tests/stress and tests/fuzz at their short scale; this is the long one.
 stress: setup build
 	SECUREMSG_STRESS=long SECUREMSG_FUZZ=long $(PYTHON) -m pytest tests/stress tests/fuzz $(ARGS)
+
+# The C libFuzzer targets for longer than make test's bounded run; new inputs
+# collect in c/build/fuzz/corpus/, the committed seeds stay in c/fuzz/corpus/.
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	$(MAKE) -C c fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 lint: setup
 	$(PYTHON) -m ruff check .
