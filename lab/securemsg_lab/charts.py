@@ -198,6 +198,8 @@ def plain_number(value: float, _position: object = None) -> str:
 
 
 def duration(value_us: float, _position: object = None) -> str:
+    if value_us >= 1_000_000:
+        return f"{value_us / 1_000_000:.3g} s"
     if value_us >= 1000:
         return f"{value_us / 1000:.3g} ms"
     return f"{value_us:.3g} µs"
