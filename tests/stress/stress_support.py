@@ -33,7 +33,7 @@ _SCALES: dict[str, tuple[Any, Any]] = {
     "burst_deadline": (60.0, 180.0),  # seconds for the whole burst
     "soak_seconds": (4.0, 60.0),
     "soak_connections": (4, 8),
-    "junk_peers": (200, 5000),  # fuzz-like peers: random frames, partial frames, junk
+    "junk_peers": (200, 1000),  # fuzz-like peers: random frames, partial frames, junk
     "shutdown_clients": (100, 100),
     "shutdown_trials": (1, 3),
 }
@@ -110,7 +110,7 @@ class ServerUnderTest:
         fields = stat.rsplit(")", 1)[1].split()
         return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
 
-    def wait_idle(self, timeout: float = 60.0) -> float:
+    def wait_idle(self, timeout: float = 120.0) -> float:
         """Wait until the server has used (almost) no CPU for 0.5 s; the seconds waited."""
         started = time.monotonic()
         before = self.cpu_ticks()
