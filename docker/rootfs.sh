@@ -32,13 +32,13 @@ printf '%s\n' "$@" >"$work/todo"
 while [ -s "$work/todo" ]; do
     : >"$work/next"
     while read -r pkg; do
-        grep -qx "$pkg" "$work/closure" && continue
+        grep -Fqx "$pkg" "$work/closure" && continue
         case " $INSTALL_ONLY " in
             *" $pkg "*) case " $* " in *" $pkg "*) ;; *) continue ;; esac ;;
         esac
         real="$(awk -v want="$pkg" '$1 == want { print $2; exit }' "$work/provides")"
         [ -n "$real" ] || { echo "rootfs.sh: $pkg is not installed" >&2; exit 1; }
-        grep -qx "$real" "$work/closure" && continue
+        grep -Fqx "$real" "$work/closure" && continue
         echo "$real" >>"$work/closure"
         dpkg-query -W -f '${Pre-Depends}, ${Depends}\n' "$real" | tr ',' '\n' \
             | awk -v provides="$work/provides" '
