@@ -86,9 +86,22 @@ class Server(ABC):
         """Wait until stdout holds `count` lines containing `marker`."""
         return self.output.wait_count(marker, count, timeout)
 
+    _terminated: bool = False
+
+    def terminate(self) -> None:
+        """SIGTERM without waiting (the server drains its clients, PROTOCOL.md section 9);
+        `stop()` then only waits. Sent once."""
+        if not self._terminated:
+            self._terminated = True
+            self._send_sigterm()
+
+    @abstractmethod
+    def _send_sigterm(self) -> None: ...
+
     @abstractmethod
     def stop(self) -> ProcResult:
-        """SIGTERM, wait, and return the server's whole run (recorded in its cell)."""
+        """SIGTERM (unless `terminate()` sent it), wait, and return the server's whole run
+        (recorded in its cell)."""
 
     @abstractmethod
     def stopped_target(self) -> tuple[str, int]:

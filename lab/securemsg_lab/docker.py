@@ -158,8 +158,7 @@ class DockerServer(Server):
             return self.result
         exit_code: int | None = None
         timed_out = False
-        with contextlib.suppress(*API_ERRORS):  # already exited: status and logs tell why
-            self.container.kill(signal="SIGTERM")
+        self.terminate()
         try:
             exit_code = self.container.wait(timeout=self.cell.remaining(10.0))["StatusCode"]
         except API_ERRORS:
@@ -180,6 +179,10 @@ class DockerServer(Server):
 
     def stopped_target(self) -> tuple[str, int]:
         return self.client_host, self.client_port
+
+    def _send_sigterm(self) -> None:
+        with contextlib.suppress(*API_ERRORS):  # already exited: status and logs tell why
+            self.container.kill(signal="SIGTERM")
 
 
 class Exec:
@@ -283,10 +286,13 @@ class ExecServer(DockerServer):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid(), signum)
 
+    def _send_sigterm(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
     def stop(self) -> ProcResult:
         if self.result is not None:
             return self.result
-        self.send_signal(signal.SIGTERM)
+        self.terminate()
         code, timed_out = self.execution.finish(self.cell.remaining(10.0))
         if timed_out:
             with contextlib.suppress(BackendError):

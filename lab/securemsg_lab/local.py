@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -41,9 +42,13 @@ class LocalServer(Server):
         self.client_host = self.raw_host = LOOPBACK
         self.client_port = self.raw_port = port
 
+    def _send_sigterm(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
     def stop(self) -> ProcResult:
         if self.result is None:
-            self.result = self.cell.record(self.process.stop(timeout=self.cell.remaining(5.0)))
+            self.terminate()
+            self.result = self.cell.record(self.process.wait(self.cell.remaining(10.0)))
         return self.result
 
     def stopped_target(self) -> tuple[str, int]:

@@ -21,7 +21,7 @@ from ..process import LaunchError, ProcResult
 from ..registry import Implementation
 from . import protocol
 from .checks import Checker, Conn, Result, expected_connection_lines, send_line
-from .rawsock import FakeServer, RawPeer, drain, make_codec, read_frame
+from .rawsock import FakeServer, NoiseCodec, RawPeer, XorCodec, drain, make_codec, read_frame
 
 SETTLE_SECONDS = 5.0
 
@@ -112,9 +112,11 @@ def settle(server: Server, connections: int, timeout: float = SETTLE_SECONDS) ->
 
 
 def raw_exchange(peer: RawPeer, ctx: Ctx, messages: list[bytes], *, slow: bool = False,
-                 one_write: bool = False) -> list[bytes]:
-    """Handshake (noise), send messages framed, return the decrypted ACKs."""
-    codec = make_codec(ctx.cipher, ctx.key())
+                 one_write: bool = False, codec: XorCodec | NoiseCodec | None = None,
+                 ) -> list[bytes]:
+    """Handshake (noise), send messages framed, return the decrypted ACKs. A `codec`
+    given stays usable for more messages on this connection."""
+    codec = codec or make_codec(ctx.cipher, ctx.key())
     send = peer.send_slowly if slow else peer.send
     codec.handshake(send, peer.recv_frame)
     wire = [b"".join(protocol.frame(p) for p in codec.encode(m)) for m in messages]
@@ -677,25 +679,37 @@ class BadArguments(Case):
 class MaxClients(ServerCase):
     name = "max_clients"
     timeout = 25.0
-    description = "--max-clients 1: a second client is refused at once (one [ERROR] on each " \
-                  "side), the next one after the first left is served"
+    description = "--max-clients 1: while the one connection is inside a frame a second " \
+                  "client is refused at once (one [ERROR] on each side); once it is quiet, " \
+                  "the next client evicts it (section 9)"
     server_needs = frozenset({"max-clients"})
     server_extra = ("--max-clients", "1")
     unlogged_connections = 1  # the refused one
+    HELD = (b"holding the only slot", b"a frame in two parts")
 
     def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
         target = (server.client_host, server.client_port)
         with ctx.raw_peer(server) as peer:
             obs.facts["raw_peer"] = peer.local_address if server.raw_peer_exact else None
-            obs.facts["acks"] = raw_exchange(peer, ctx, [b"holding the only slot"])
+            codec = make_codec(ctx.cipher, ctx.key())
+            acks = raw_exchange(peer, ctx, [self.HELD[0]], codec=codec)  # its reader waits
+            wire = b"".join(protocol.frame(p) for p in codec.encode(self.HELD[1]))
+            peer.send(wire[:3])  # a frame begun: not quiet, so not evictable
+            time.sleep(0.2)  # for the server's reader to take those bytes in
             obs.clients.append(ctx.run_client(target, "refused?", role="client-refused"))
-        wait_disconnects(server, 1)
-        obs.clients.append(ctx.run_client(target, "my turn now", role="client-served"))
+            peer.send(wire[3:])
+            obs.facts["acks"] = [*acks, peer.recv_message(codec)]
+            wait_for_lines(server, b"[SEND] ACK sent to client", 2)
+            # Quiet now: the next client takes its slot.
+            obs.clients.append(ctx.run_client(target, "my turn now", role="client-served"))
+            obs.facts["evicted"] = peer.closed_by_peer(within=ctx.cell.remaining(5.0))
         obs.facts["target"] = client_target(server)
 
     def check(self, obs: Observation) -> Result:
         checker = Checker()
-        check_acks(checker, obs.facts["acks"], [b"holding the only slot"])
+        check_acks(checker, obs.facts["acks"], list(self.HELD))
+        checker.expect(obs.facts["evicted"], "the quiet connection was not closed when "
+                                             "another client came (eviction, section 9)")
         target = re.escape(obs.facts["target"])
         refused, served = obs.clients
         checker.exit_code(refused, 1)
@@ -711,8 +725,11 @@ class MaxClients(ServerCase):
         assert obs.server is not None
         refused_line = re.compile(rf"\[ERROR\] Client refused: {protocol.PEER}: "
                                   rf"too many clients \(limit 1\)")
+        peer = obs.facts["raw_peer"]
+        evicted = re.compile(rf"\[INFO\] Evicted {re.escape(peer) if peer else protocol.PEER}: "
+                             rf"idle \d+ s, server full \(limit 1\)")
         checker.server(obs.server, obs.cipher, [
-            Conn([b"holding the only slot"], peer=obs.facts["raw_peer"]), Conn([b"my turn now"]),
+            Conn(list(self.HELD), peer=peer, evicted=evicted), Conn([b"my turn now"]),
         ], extra_errors=(refused_line,))
         return checker.result()
 
@@ -834,8 +851,8 @@ class Ipv6(Messages):
 class ShutdownWithClient(Case):
     name = "shutdown_with_client"
     timeout = 25.0
-    description = "SIGTERM while a client is connected: that connection closed, " \
-                  "'Shutting down', exit 0 (§5)"
+    description = "SIGTERM while a client is connected: 'Shutting down', that connection " \
+                  "closed (FIN, then the peer's close), exit 0 (§5, §9)"
     MESSAGE = b"still connected"
 
     def drive(self, ctx: Ctx) -> Observation:
@@ -847,8 +864,10 @@ class ShutdownWithClient(Case):
                 obs.facts["acks"] = raw_exchange(peer, ctx, [self.MESSAGE])
                 # Servers may send the ACK before they log RECV/SEND: let them finish.
                 wait_for_lines(server, b"[SEND] ACK sent to client", 1)
-                obs.server = server.stop()
-                obs.facts["closed"] = peer.closed_by_peer(within=1.0)
+                # Section 9: the quiet connection gets a FIN at once, then the server
+                # waits (within --drain-timeout) for this end to close.
+                server.terminate()
+                obs.facts["closed"] = peer.closed_by_peer(within=ctx.cell.remaining(3.0))
         finally:
             obs.server = server.stop()
         return obs

@@ -31,6 +31,7 @@ class Conn:
     peer: str | None = None  # exact PEER when the harness knows it
     handshake: bool = True  # noise: whether the handshake completes
     error: Expected | None = None  # the one [ERROR] line this connection ends with
+    evicted: Expected | None = None  # the `Evicted` line before its disconnect (section 9)
 
 
 def short(text: str) -> str:
@@ -66,6 +67,8 @@ def expected_connection_lines(conn: Conn, cipher: str) -> list[Expected]:
         lines.append(re.compile(r"\[INFO\] Handshake complete: " + escaped))
     for message in conn.messages:
         lines += [protocol.recv_line(message), "[SEND] ACK sent to client"]
+    if conn.evicted is not None:
+        lines.append(conn.evicted)
     lines.append(re.compile(r"\[INFO\] Client disconnected: " + escaped))
     return lines
 

@@ -141,6 +141,7 @@ SERVER_STDOUT_PATTERNS = (
     re.compile(r"\[RECV\] Plaintext: .*"),
     re.compile(r"\[SEND\] ACK sent to client"),
     re.compile(r"\[INFO\] Client disconnected: " + PEER),
+    re.compile(r"\[INFO\] Evicted " + PEER + r": idle \d+ s, server full \(limit \d+\)"),
     re.compile(r"\[INFO\] Shutting down"),
 )
 LISTENING = re.compile(r"^\[INFO\] Listening on (?P<addr>.+):(?P<port>\d+)$", re.MULTILINE)
