@@ -252,3 +252,18 @@ class LoggingToFile(ServerUnderTest):
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+
+
+def real_client_latency(port: int, options: tuple[str, ...] = ()) -> float:
+    """One real client in a process of its own (bench/loadgen --handshakes, one iteration):
+    connect, (handshake,) one message, close. Its latency in seconds; raises if not served.
+
+    A separate C process keeps the test's own threads (peers trickling) out of the figure.
+    """
+    argv = [str(LOADGEN), "--handshakes", "--messages", "1", "--duration", "30",
+            "--idle-timeout", "30", *options, HOST, str(port)]
+    run = subprocess.run(argv, capture_output=True, timeout=90, check=False)
+    result = json.loads(run.stdout.decode().strip().splitlines()[-1])
+    if result["errors"] or result["round_trips"] != 1:
+        raise AssertionError(f"real client not served: {result.get('first_error')}")
+    return result["max_us"] / 1e6
