@@ -9,6 +9,7 @@ never dropped, and the run must pass.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -87,3 +88,28 @@ def test_matrix_reports_what_the_entry_lacks_as_unsupported(entry: Path, tmp_pat
     assert suite.get("failures") == "0"
     assert "?" in done.stdout  # the table marks them
     assert f"{len(unsupported)} unsupported" in done.stdout
+
+
+def test_the_entry_joins_the_demo(entry: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "securemsg_lab.demo", "--no-pause", "--backend", "local",
+         "--step", "3", "--with", "python-lite"],
+        capture_output=True, text=True, timeout=scaled(120), check=False,
+        env={**os.environ, registry.ENV_VAR: str(entry), "NO_COLOR": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "[RECV] Plaintext: python-lite speaks to C" in done.stdout
+    assert "python-lite server decrypted 1/1 messages; 1/1 clients got their ACK" in done.stdout
+
+
+def test_the_entry_joins_the_bench(entry: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "securemsg_lab.bench", "--quick", "--no-build", "--servers",
+         "python-lite", "--seconds", "0.2", "--json", str(out)],
+        capture_output=True, text=True, timeout=scaled(240), check=False,
+        env={**os.environ, registry.ENV_VAR: str(entry)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert {(r["server"], r["cipher"]) for r in doc["runs"]} == {("python-lite", "xor")}
+    assert all(r["errors"] == 0 and r["round_trips"] > 0 for r in doc["runs"])
+    assert doc["skipped"] == ["python-lite/noise: unsupported (registry features)"]

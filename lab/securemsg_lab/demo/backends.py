@@ -160,9 +160,9 @@ class Backend:
 
     # -- what the steps use ------------------------------------------------------------------
 
-    def prepare(self) -> None:
+    def prepare(self, extra: tuple[str, ...] = ()) -> None:
         try:
-            self.lab.prepare([self.impl("c"), self.impl("python")])
+            self.lab.prepare([self.impl(lang) for lang in ("c", "python", *extra)])
         except core.BackendError as exc:
             raise DemoError(str(exc)) from exc
 

@@ -12,6 +12,7 @@ from types import FrameType
 
 from securemsg.crypto import DEFAULT_KEY
 
+from .. import registry
 from ..docker import engine_answers
 from .backends import Backend
 from .docker import DockerBackend
@@ -69,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-pause", action="store_true", help="do not wait for Enter")
     parser.add_argument(
+        "--with",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another registered implementation (docs/implementations.md) that joins "
+        "step 3, both ways with C; repeatable",
+    )
+    parser.add_argument(
         "--step",
         type=parse_steps,
         default=None,
@@ -92,17 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def choose_backend(name: str, janitor: Janitor, key: str) -> Backend:
+def choose_backend(name: str, janitor: Janitor, key: str, extra: tuple[str, ...] = ()) -> Backend:
     """The backend `--backend` names, prepared; "auto" falls back to local processes."""
-    docker = None if name == "local" else docker_backend(name == "docker", janitor, key)
+    docker = None if name == "local" else docker_backend(name == "docker", janitor, key, extra)
     if docker is not None:
         return docker
     local = LocalBackend(janitor, key)
-    local.prepare()
+    local.prepare(extra)
     return local
 
 
-def docker_backend(required: bool, janitor: Janitor, key: str) -> Backend | None:
+def docker_backend(
+    required: bool, janitor: Janitor, key: str, extra: tuple[str, ...] = ()
+) -> Backend | None:
     """The Docker backend, prepared; None when it is not usable and not `required`."""
     if not engine_answers():
         if required:
@@ -110,7 +122,7 @@ def docker_backend(required: bool, janitor: Janitor, key: str) -> Backend | None
         return None
     try:
         backend = DockerBackend(janitor, key)
-        backend.prepare()
+        backend.prepare(extra)
     except DemoError as exc:
         if required:
             raise
@@ -132,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         print("securemsg-demo: --save-pcap needs tcpdump: the relay records frames, not packets",
               file=sys.stderr)
         return 2
+    extra = tuple(dict.fromkeys(args.extra))
+    unknown = [name for name in extra if name not in registry.default() or name in ("c", "python")]
+    if unknown:
+        print(f"securemsg-demo: --with: not another registered implementation: "
+              f"{', '.join(unknown)} (registered: {', '.join(registry.default().names())})",
+              file=sys.stderr)
+        return 2
     console = Console(pause=not args.no_pause)
     janitor = Janitor()
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -139,14 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     status = 0
     try:
-        backend = choose_backend(args.backend, janitor, args.key)
+        backend = choose_backend(args.backend, janitor, args.key, extra)
         backend.capture_method = args.capture
         console.title("securemsg: secure client-server communication, live")
         console.narrate(
             f"Backend: {backend.name} ({backend.description}); "
             f"key: {args.key!r} ({len(args.key.encode())} bytes)"
         )
-        demo = Demo(console, backend, args.key, backend.repo, args.save_pcap)
+        demo = Demo(console, backend, args.key, backend.repo, args.save_pcap, extra=extra)
         run_steps(demo, args.step or list(range(1, len(STEPS) + 1)))
         closing(demo)
     except KeyboardInterrupt:

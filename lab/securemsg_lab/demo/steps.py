@@ -46,6 +46,8 @@ class Demo:
     servers: dict[tuple[str, str], Server] = field(default_factory=dict)
     capture: Capture | None = None
     brief: bool = False  # after the first step: fold connect/disconnect lines into a count
+    #: other registered implementations (--with): they join step 3, both ways with C
+    extra: tuple[str, ...] = ()
 
     @property
     def key_bytes(self) -> bytes:
@@ -168,6 +170,10 @@ def step_cross(demo: Demo) -> None:
     clients_at_once(
         demo, "c", [("python", "Python speaks to C"), ("python", "one protocol, two languages")]
     )
+    for lang in demo.extra:
+        demo.console.note(f"{title(lang)} clients → C server, C clients → {title(lang)} server")
+        clients_at_once(demo, "c", [(lang, f"{title(lang)} speaks to C")])
+        clients_at_once(demo, lang, [("c", f"C speaks to {title(lang)}")])
 
 
 # -- step 4: modularity ----------------------------------------------------------------------
