@@ -441,6 +441,9 @@ static void *client_thread(void *arg)
     server_state *srv = c->srv;
 
     log_line(LOG_INFO, "Client connected: %s", c->peer);
+    /* Busy until this line is out, so that no eviction line precedes it. */
+    if (!c->t.handshaking)
+        mark_quiet(c);
     serve_client(c);
 
     /* Free the slot first, so a client that waits for our "disconnected"
@@ -570,8 +573,7 @@ static client_conn *new_conn(server_state *srv, int fd, const char *peer)
         return NULL;
     c->srv = srv;
     c->fd = fd;
-    /* noise: the handshake is in progress from accept */
-    c->state = srv->cipher == SESSION_NOISE ? CONN_SLOT_BUSY : CONN_SLOT_QUIET;
+    c->state = CONN_SLOT_BUSY; /* see client_thread */
     c->t.accepted = c->t.quiet_since = c->t.last_bytes = now;
     c->t.frame_start = -1;
     c->t.handshaking = srv->cipher == SESSION_NOISE;
