@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidTag
 from noise.connection import NoiseConnection
 from noise.exceptions import NoiseHandshakeError, NoiseInvalidMessage
 from securemsg_lab import registry
+from securemsg_lab.matrix.rawsock import recv_exact
 from securemsg_lab.process import Output, Process, ProcResult
 from securemsg_lab.process import run as run_program
 from securemsg_lab.timeouts import scaled
@@ -47,20 +48,10 @@ MORE, LAST = 0x00, 0x01
 CIPHER_LINE = f"[INFO] Cipher: noise ({PROTOCOL})"
 LISTENING = re.compile(r"^\[INFO\] Listening on (?P<addr>.+):(?P<port>\d+)$")
 
-PeerError = (OSError, EOFError, InvalidTag, NoiseHandshakeError, NoiseInvalidMessage)
+PeerError = (OSError, InvalidTag, NoiseHandshakeError, NoiseInvalidMessage)
 
 
 # ---------------------------------------------------------------- wire (section 1, 8)
-
-
-def recv_exact(sock: socket.socket, length: int) -> bytes:
-    data = bytearray()
-    while len(data) < length:
-        chunk = sock.recv(length - len(data))
-        if not chunk:
-            raise EOFError(f"peer closed after {len(data)} of {length} bytes")
-        data += chunk
-    return bytes(data)
 
 
 def send_frame(sock: socket.socket, payload: bytes) -> None:
@@ -350,13 +341,19 @@ def assert_refused(
     assert sum(line.startswith("[RECV]") for line in lines) == received
 
 
-def still_serves(server: ServerProcess, psk: bytes) -> None:
-    sock, peer = connect(server.port)
+def exchange(port: int, psk: bytes, message: bytes) -> str:
+    """One handshake and one message from the independent client; its PEER."""
+    sock, peer = connect(port)
     with sock:
         client = Peer(sock, psk, initiator=True)
         client.handshake()
-        client.send_message(b"still here")
-        assert client.recv_message()[0] == ack(10)
+        client.send_message(message)
+        assert client.recv_message()[0] == ack(len(message))
+    return peer
+
+
+def still_serves(server: ServerProcess, psk: bytes) -> None:
+    peer = exchange(server.port, psk, b"still here")
     assert server.peer_lines(peer)[2:-1] == recv_lines(b"still here")
 
 
@@ -455,12 +452,7 @@ def argon2id_case(name: str) -> tuple[str, bytes]:
 def test_server_derives_the_psk_from_a_passphrase(built: None, lang: str) -> None:
     passphrase, psk = argon2id_case("ascii")
     with running_server(lang, ["--key", passphrase]) as server:
-        sock, peer = connect(server.port)
-        with sock:
-            client = Peer(sock, psk, initiator=True)
-            client.handshake()
-            client.send_message(b"derived")
-            assert client.recv_message()[0] == ack(7)
+        peer = exchange(server.port, psk, b"derived")
         assert server.peer_lines(peer)[1:-1] == [
             f"[INFO] Handshake complete: {peer}",
             *recv_lines(b"derived"),
@@ -506,7 +498,7 @@ class IndependentServer:
         while True:
             try:
                 message, chunks = peer.recv_message()
-            except EOFError:
+            except ConnectionError:
                 return  # the client is done
             self.received.append((message, chunks))
             reply = ack(len(message))

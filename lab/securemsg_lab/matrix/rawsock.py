@@ -183,11 +183,12 @@ class FakeServer:
 
 
 def read_frame(conn: socket.socket) -> bytes:
-    header = _recv_exact(conn, 4)
-    return _recv_exact(conn, struct.unpack(">I", header)[0])
+    header = recv_exact(conn, 4)
+    return recv_exact(conn, struct.unpack(">I", header)[0])
 
 
-def _recv_exact(conn: socket.socket, count: int) -> bytes:
+def recv_exact(conn: socket.socket, count: int) -> bytes:
+    """Exactly `count` bytes; ConnectionError if the peer closes first."""
     data = bytearray()
     while len(data) < count:
         chunk = conn.recv(count - len(data))
