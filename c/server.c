@@ -38,6 +38,7 @@
 #define SERVER_THREAD_STACK (256 * 1024)
 #define SERVER_EVICTION_WAIT_MS 2000 /* for an evicted client's thread to end */
 #define SERVER_MMAP_THRESHOLD (128 * 1024)
+#define SERVER_ACCEPT_BATCH 64 /* accepts per wake-up of the accept loop */
 
 typedef struct {
     const config *cfg;
@@ -581,7 +582,9 @@ static client_conn *new_conn(server_state *srv, int fd, const char *peer)
     return c;
 }
 
-static void accept_one(server_state *srv, int listen_fd)
+/* 1 when a connection was taken off the backlog (admitted or refused),
+ * 0 when there was none (or accept failed). */
+static int accept_one(server_state *srv, int listen_fd)
 {
     struct sockaddr_storage addr;
     socklen_t addr_len;
@@ -597,7 +600,7 @@ static void accept_one(server_state *srv, int listen_fd)
 
             nanosleep(&pause, NULL); /* e.g. EMFILE: do not spin */
         }
-        return;
+        return 0;
     }
     net_format_addr(peer, sizeof peer, (struct sockaddr *)&addr, addr_len);
     flags = fcntl(fd, F_GETFL);
@@ -610,7 +613,7 @@ static void accept_one(server_state *srv, int listen_fd)
     if (c == NULL) {
         log_line(LOG_ERROR, "Client refused: %s: %s", peer, strerror(ENOMEM));
         close(fd);
-        return;
+        return 1;
     }
     if (admit(srv, c) < 0) {
         log_line(LOG_ERROR, "Client refused: %s: too many clients (limit %u)",
@@ -623,11 +626,12 @@ static void accept_one(server_state *srv, int listen_fd)
         log_line(LOG_ERROR, "Client refused: %s: %s", peer, strerror(rc));
         goto refuse;
     }
-    return;
+    return 1;
 
 refuse:
     close(fd);
     free(c);
+    return 1;
 }
 
 /* Shutdown: every client finishes its frame and closes (they all poll the
@@ -663,6 +667,7 @@ static int accept_loop(server_state *srv, int listen_fd)
         {.fd = listen_fd, .events = POLLIN},
         {.fd = signal_pipe[0], .events = POLLIN},
     };
+    int i;
 
     for (;;) {
         if (poll(pfd, 2, -1) < 0) {
@@ -673,8 +678,11 @@ static int accept_loop(server_state *srv, int listen_fd)
         }
         if (pfd[1].revents != 0)
             return 0;
-        if (pfd[0].revents != 0)
-            accept_one(srv, listen_fd);
+        /* A burst: empty the backlog a batch at a time, then look at the
+         * signal pipe again. */
+        for (i = 0; pfd[0].revents != 0 && i < SERVER_ACCEPT_BATCH; i++)
+            if (accept_one(srv, listen_fd) == 0)
+                break;
     }
 }
 
