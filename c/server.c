@@ -415,8 +415,9 @@ static void serve_client(client_conn *c)
             break;
         }
         if (rc < 0) {
-            log_line(LOG_ERROR, "Receive from %s failed: %s", c->peer,
-                     strerror(errno));
+            if (!ended_quietly(c))
+                log_line(LOG_ERROR, "Receive from %s failed: %s", c->peer,
+                         strerror(errno));
             break;
         }
         if (serve_chunk(c, &s, buf, SERVER_READ_BUF) < 0)
