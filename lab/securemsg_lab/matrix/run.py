@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -116,7 +117,12 @@ def progress(outcome: CellOutcome) -> None:
     print(f"  {mark} {outcome.spec.cell_id} ({outcome.duration:.1f} s)", flush=True)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the backend removes what it made
     try:
         registry = load_registry(argv)
     except RegistryError as error:
