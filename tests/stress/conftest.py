@@ -54,12 +54,12 @@ def implementation(request: pytest.FixtureRequest) -> registry.Implementation:
 
 
 @pytest.fixture
-def start_server(implementation: registry.Implementation) -> Iterator[object]:
+def start_server(implementation: registry.Implementation, tmp_path: Path) -> Iterator[object]:
     """``start_server(*options)``: a server of this implementation, stopped at the end."""
     servers: list[ServerUnderTest] = []
 
     def start(*options: str) -> ServerUnderTest:
-        server = ServerUnderTest(implementation, options)
+        server = ServerUnderTest(implementation, options, tmp_path / f"server{len(servers)}")
         servers.append(server)
         return server
 

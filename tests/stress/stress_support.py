@@ -79,18 +79,41 @@ class Figures:
 
 
 class ServerUnderTest:
-    """One server program on 127.0.0.1, port 0, started through the lab launcher."""
+    """One server program on 127.0.0.1, port 0, its output in files of ``directory``.
 
-    def __init__(self, impl: registry.Implementation, options: tuple[str, ...]) -> None:
+    Not the lab launcher: that keeps a program's output in memory, read by a
+    thread of this process, and under a 10,000-connection burst the reader
+    (sharing the GIL with the load) fell behind, the server's stdout pipe filled
+    and its threads queued on their log writes: the test measured itself. A file
+    never blocks the server, and a soak's gigabytes of lines go to disk
+    (``truncate`` empties it between phases; it is opened for appending).
+    """
+
+    def __init__(self, impl: registry.Implementation, options: tuple[str, ...],
+                 directory: Path) -> None:
         self.options = options
+        directory.mkdir(parents=True, exist_ok=True)
+        self.out_path, self.err_path = directory / "server.out", directory / "server.err"
         argv = [*impl.program("server"), *impl.server_args(0, ("--bind", HOST, *options))]
-        self.proc = process.Process(argv, role=f"{impl.name}-server")
-        self.port = self.proc.wait_listening()
-        self.result: process.ProcResult | None = None
+        with self.out_path.open("ab") as out, self.err_path.open("ab") as err:
+            self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                          stderr=err, env=process.program_env())
+        self.port = self._wait_port()
+
+    def _wait_port(self) -> int:
+        deadline = time.monotonic() + process.timeouts.scaled(process.timeouts.START)
+        while time.monotonic() < deadline and self.popen.poll() is None:
+            text = self.out_path.read_bytes()[:4096].decode(errors="replace")
+            match = re.search(r"^\[INFO\] Listening on .+:(\d+)$", text, re.MULTILINE)
+            if match:
+                return int(match.group(1))
+            time.sleep(0.05)
+        self.stop()
+        raise process.LaunchError(f"no Listening line from {self.popen.args}: {self.errors()}")
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.popen.pid
 
     def rss_kib(self) -> int:
         """Resident set size from /proc (0 once the process is gone)."""
@@ -123,23 +146,29 @@ class ServerUnderTest:
         return time.monotonic() - started
 
     def lines(self) -> list[str]:
-        return process._lines(self.proc.out.snapshot())
+        return process._lines(self.out_path.read_bytes())
 
     def errors(self) -> list[str]:
-        return process._lines(self.proc.err.snapshot())
+        return process._lines(self.err_path.read_bytes())
 
-    def count(self, prefix: str) -> int:
-        return sum(line.startswith(prefix) for line in self.lines())
+    def truncate(self) -> None:
+        os.truncate(self.out_path, 0)
 
-    def terminate(self, timeout: float = 30.0) -> tuple[process.ProcResult, float]:
-        """SIGTERM; the result and the seconds until the process had exited."""
+    def terminate(self, timeout: float = 30.0) -> tuple[int | None, float]:
+        """SIGTERM; the exit status (None: killed after ``timeout``) and the seconds it took."""
         started = time.monotonic()
-        self.result = self.proc.stop(signal.SIGTERM, timeout)
-        return self.result, time.monotonic() - started
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            code = None
+        return code, time.monotonic() - started
 
     def stop(self) -> None:
-        if self.result is None:
-            self.result = self.proc.stop(signal.SIGTERM, 30.0)
+        if self.popen.poll() is None:
+            self.terminate()
 
 
 def connect(port: int, timeout: float = 30.0) -> socket.socket:
@@ -199,59 +228,6 @@ def loadgen(port: int, connections: int, size: int, seconds: float,
             HOST, str(port)]
     run = subprocess.run(argv, capture_output=True, timeout=seconds + 120, check=False)
     return json.loads(run.stdout.decode().strip().splitlines()[-1])
-
-
-class LoggingToFile(ServerUnderTest):
-    """A server whose output goes to files, truncated between phases.
-
-    The lab launcher keeps a program's output in memory; a soak logs every message
-    (1 MiB lines for 1 MiB messages), so here it goes to an append-mode file that
-    ``truncate`` empties while the server writes on.
-    """
-
-    def __init__(self, impl: registry.Implementation, options: tuple[str, ...],
-                 directory: Path) -> None:
-        self.options = options
-        self.out_path, self.err_path = directory / "server.out", directory / "server.err"
-        argv = [*impl.program("server"), *impl.server_args(0, ("--bind", HOST, *options))]
-        with self.out_path.open("ab") as out, self.err_path.open("ab") as err:
-            self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=err, env=process.program_env())
-        self.port = self._wait_port()
-        self.result = None
-
-    def _wait_port(self) -> int:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            text = self.out_path.read_bytes()[:4096].decode(errors="replace")
-            match = re.search(r"^\[INFO\] Listening on .+:(\d+)$", text, re.MULTILINE)
-            if match:
-                return int(match.group(1))
-            time.sleep(0.05)
-        self.popen.kill()
-        raise process.LaunchError(f"no Listening line from {self.popen.args}")
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def lines(self) -> list[str]:
-        return process._lines(self.out_path.read_bytes())
-
-    def errors(self) -> list[str]:
-        return process._lines(self.err_path.read_bytes())
-
-    def truncate(self) -> None:
-        os.truncate(self.out_path, 0)
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
 
 
 def real_client_latency(port: int, options: tuple[str, ...] = ()) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from stress_support import (
-    LoggingToFile,
+    ServerUnderTest,
     connect,
     junk_bytes,
     loadgen,
@@ -28,7 +28,7 @@ MIB = 1024
 class RssSampler:
     """The server's RSS every 0.2 s, in KiB."""
 
-    def __init__(self, server: LoggingToFile) -> None:
+    def __init__(self, server: ServerUnderTest) -> None:
         self.server = server
         self.samples: list[int] = []
         self._stop = threading.Event()
@@ -54,7 +54,7 @@ def junk_peer(port: int) -> None:
 
 @pytest.mark.timeout(900)
 def test_soak_rss(implementation, built, figures, tmp_path: Path) -> None:
-    server = LoggingToFile(implementation, (), tmp_path)
+    server = ServerUnderTest(implementation, (), tmp_path)
     sampler = RssSampler(server)
     phases: dict[str, dict] = {}
     try:
