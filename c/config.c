@@ -160,6 +160,15 @@ static config_status unknown_option(const char *arg, int opt, char *err,
     return fail(err, cap, CONFIG_USAGE, "Unknown option: ", arg, len);
 }
 
+/* "-h=1" or "-hx": getopt_long returns 'h' but stays on that word (it moves
+ * optind past a word only at the word's last letter). Like --help=1, that is
+ * an unknown option (PROTOCOL.md section 5), not a request for help. */
+static int short_help_continues(int argc, char **argv)
+{
+    return optind < argc && strncmp(argv[optind], "-h", 2) == 0 &&
+           argv[optind][2] != '\0';
+}
+
 /* getopt's ':' (a value-taking option last on the line). getopt_long leaves
  * the long index unset here, so the abbreviation check is made on the word
  * typed, argv[optind - 1]: "--messag" is an unknown option, not "--message". */
@@ -451,6 +460,8 @@ config_status config_parse(config *cfg, config_program program, int argc,
     while ((index = -1, c = getopt_long(argc, argv, ":h", opts, &index)) != -1) {
         if (index >= 0 && (word = abbreviated(argv, opts[index].name)) != NULL)
             return unknown_option(word, 0, err, err_cap);
+        if (c == 'h' && index < 0 && short_help_continues(argc, argv))
+            return unknown_option(argv[optind], 'h', err, err_cap);
         if (c == 'h')
             return CONFIG_HELP;
         if (c == ':')
@@ -514,15 +525,17 @@ static const char client_usage[] =
     "Usage: %s [OPTIONS] HOST PORT [MESSAGE]\n"
     "       %s [OPTIONS] --host HOST --port PORT [--message MESSAGE]\n"
     "\n"
-    "Sends MESSAGE, or each line of standard input, and prints the ACKs.\n"
+    "Sends MESSAGE, or each line of standard input, and checks every ACK.\n"
     "\n"
     "Options:\n"
     "  --host HOST             server host name, IPv4 or IPv6 address\n"
     "  --port PORT             server port, 1..65535\n"
     "  --message MESSAGE       send one message (without: interactive mode)\n"
     "  --key KEY               shared key (default: $SECUREMSG_KEY, else MY_SECRET_KEY)\n"
-    "  --key-file PATH         read the key from a file (one trailing newline removed)\n"
-    "  --max-frame BYTES       largest payload/message, 64..1073741824 (default 1048576)\n"
+    "  --key-file PATH         read the key from a file, one trailing newline removed\n"
+    "                          (noise: a file of exactly 32 bytes is the raw PSK)\n"
+    "  --max-frame BYTES       largest message sent or ACK accepted, 64..1073741824\n"
+    "                          (default 1048576)\n"
     "  --idle-timeout SECONDS  wait to connect and for each ACK, 0..86400, 0 = forever\n"
     "                          (default 30)\n"
     "  --cipher xor|noise      wire cipher (default xor)\n"

@@ -237,6 +237,10 @@ static void test_help(void)
     parse(&p, C, "h", "1", "--help", NULL);
     CHECK(p.status == CONFIG_HELP);
     done(&p);
+    /* help takes no value, in either spelling */
+    expect_usage("Unknown option: --help", S, "--help=1", NULL);
+    expect_usage("Unknown option: -h", S, "-h=1", NULL);
+    expect_usage("Unknown option: -h", C, "-hx", NULL);
 }
 
 static void test_client_spellings(void)

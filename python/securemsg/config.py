@@ -63,24 +63,24 @@ Options:
 """
 
 CLIENT_USAGE = """\
-usage: client.py [OPTIONS] HOST PORT [MESSAGE]
-       client.py --host HOST --port PORT [--message MESSAGE] [OPTIONS]
+Usage: client.py [OPTIONS] HOST PORT [MESSAGE]
+       client.py [OPTIONS] --host HOST --port PORT [--message MESSAGE]
 
-Send one message, or each line of standard input, and check every ACK.
+Sends MESSAGE, or each line of standard input, and checks every ACK.
 
-options:
-  --host HOST            server host name, IPv4 or IPv6 address
-  --port PORT            server port, 1..65535
-  --message MESSAGE      send this message and exit (default: read lines)
-  --key KEY              shared key (default: SECUREMSG_KEY, else MY_SECRET_KEY)
-  --key-file PATH        read the key from a file (one trailing newline removed;
-                         noise: a file of exactly 32 bytes is the PSK itself)
-  --max-frame BYTES      largest message sent or ACK accepted, 64..1073741824
-                         (default 1048576)
-  --idle-timeout SECONDS longest wait to connect and for each ACK, 0..86400,
-                         0 = forever (default 30)
-  --cipher xor|noise     wire cipher (default xor)
-  -h, --help             show this text and exit
+Options:
+  --host HOST             server host name, IPv4 or IPv6 address
+  --port PORT             server port, 1..65535
+  --message MESSAGE       send one message (without: interactive mode)
+  --key KEY               shared key (default: $SECUREMSG_KEY, else MY_SECRET_KEY)
+  --key-file PATH         read the key from a file, one trailing newline removed
+                          (noise: a file of exactly 32 bytes is the raw PSK)
+  --max-frame BYTES       largest message sent or ACK accepted, 64..1073741824
+                          (default 1048576)
+  --idle-timeout SECONDS  wait to connect and for each ACK, 0..86400, 0 = forever
+                          (default 30)
+  --cipher xor|noise      wire cipher (default xor)
+  -h, --help              show this text and exit
 """
 
 
@@ -136,16 +136,18 @@ class _Parser(argparse.ArgumentParser):
         match = re.fullmatch(r"argument (\S+?)(?:/\S+)?: expected one argument", message)
         if match:
             raise UsageError(f"Missing value for {match.group(1)}")
-        match = re.fullmatch(r"argument -h/--help: ignored explicit argument .*", message)
-        if match:  # --help=VALUE: as getopt_long, an option that takes no value
-            raise UsageError("Unknown option: --help")
+        match = re.fullmatch(r"argument (-h|--help): ignored explicit argument .*", message)
+        if match:  # --help=VALUE, -h=VALUE, -hx: as in C, options that take no value
+            raise UsageError(f"Unknown option: {match.group(1)}")
         raise UsageError(message[:1].upper() + message[1:])
 
 
 def _parser(server: bool) -> _Parser:
     prog = "server.py" if server else "client.py"
     parser = _Parser(add_help=False, allow_abbrev=False, prog=prog)
-    parser.add_argument("-h", "--help", action="store_true")
+    # Two actions, so that an error names the spelling typed (-h=1 or --help=1).
+    parser.add_argument("-h", action="store_true", dest="help")
+    parser.add_argument("--help", action="store_true", dest="help")
     if not server:
         parser.add_argument("--host")
     parser.add_argument("--port")
