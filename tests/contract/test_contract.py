@@ -14,8 +14,10 @@ test_every_error_line_has_a_row checks that the table covers every
 ``[ERROR]`` line of PROTOCOL.md section 7 that a command line can produce.
 
 Everything runs on 127.0.0.1 / ::1 against fake peers in this process; the
-one name-resolution row runs in an empty network namespace. Per-run timeout:
-SECUREMSG_CONTRACT_TIMEOUT seconds (default 10).
+one name-resolution row runs in an empty network namespace. The programs are
+the registry's (lab/securemsg_lab/registry.py), started by the lab's launcher
+(process.py). Per-run timeout: SECUREMSG_CONTRACT_TIMEOUT seconds (default 10),
+times SECUREMSG_TEST_TIMEOUT_SCALE.
 """
 
 from __future__ import annotations
@@ -25,11 +27,8 @@ import functools
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,25 +37,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from securemsg_lab import process, registry, timeouts
+from securemsg_lab.paths import REPO
 
 from tests.contract.invocations import ANY, ROWS, Row
 
-ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT = float(os.environ.get("SECUREMSG_CONTRACT_TIMEOUT", "10"))
-PYTHON = os.environ.get("SECUREMSG_PYTHON", sys.executable)
-# The programs of each language: argv prefix and the name its usage text uses.
-PROGRAMS: dict[str, dict[str, tuple[list[str], str]]] = {
-    "c": {
-        "server": ([str(ROOT / "c" / "server")], "server"),
-        "client": ([str(ROOT / "c" / "client")], "client"),
-    },
-    "python": {
-        "server": ([PYTHON, str(ROOT / "python" / "server.py")], "server.py"),
-        "client": ([PYTHON, str(ROOT / "python" / "client.py")], "client.py"),
-    },
-}
-LANGUAGES = tuple(PROGRAMS)
+TIMEOUT = timeouts.scaled(float(os.environ.get("SECUREMSG_CONTRACT_TIMEOUT", "10")))
+#: the two languages of PROTOCOL.md, as the registry knows them
+LANGUAGES = ("c", "python")
 TIMED_OUT = -1000  # the status of a run killed after TIMEOUT seconds
+
+
+def program(lang: str, role: str) -> list[str]:
+    """The argv prefix of a language's `server` or `client` (from the registry)."""
+    return registry.default()[lang].program(role)
+
+
+def usage_name(lang: str, role: str) -> str:
+    """The name a program's usage text calls it: its file name (`server`, `server.py`)."""
+    return Path(program(lang, role)[-1]).name
 
 
 @dataclass(frozen=True)
@@ -191,46 +190,29 @@ def busy_port() -> Iterator[str]:
         yield str(sock.getsockname()[1])
 
 
-def _environment(row: Row) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SECUREMSG_KEY", "NO_COLOR")}
-    return {**env, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1", **row.env}
-
-
 def _run(argv: list[str], row: Row, stdin: str) -> Outcome:
     if row.isolated:
         argv = ["unshare", "--net", *argv]
     if row.peer == "run":
         return _run_server(argv, row)
-    try:
-        done = subprocess.run(argv, input=stdin.encode(), capture_output=True, timeout=TIMEOUT,
-                              env=_environment(row), check=False)
-    except subprocess.TimeoutExpired as exc:  # run() has killed it
-        return _outcome(TIMED_OUT, exc.stdout, exc.stderr)
-    return _outcome(done.returncode, done.stdout, done.stderr)
+    # program_env: no developer SECUREMSG_KEY, NO_COLOR=1; then the row's variables
+    return _outcome(process.run(argv, role=row.program, stdin=stdin.encode(), timeout=TIMEOUT,
+                                env=process.program_env(row.env)))
 
 
-def _outcome(status: int, stdout: bytes | None, stderr: bytes | None) -> Outcome:
-    return Outcome(status, (stdout or b"").decode(errors="replace").splitlines(),
-                   (stderr or b"").decode(errors="replace").splitlines())
+def _outcome(result: process.ProcResult) -> Outcome:
+    status = TIMED_OUT if result.timed_out else result.exit_code
+    assert status is not None
+    return Outcome(status, result.out_lines, result.err_lines)
 
 
 def _run_server(argv: list[str], row: Row) -> Outcome:
     """Start the server, wait for its Listening line, stop it with SIGTERM."""
-    # Unbuffered: communicate() reads the pipe itself, past anything a buffer took.
-    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=_environment(row), bufsize=0) as process:
-        assert process.stdout is not None
-        first = process.stdout.readline()  # the Listening line, or b"" if it exits
-        if first:
-            time.sleep(0.05)  # let a Python server reach its wait for signals
-            process.send_signal(signal.SIGTERM)
-        try:
-            rest, err = process.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            rest, err = process.communicate()
-            return _outcome(TIMED_OUT, first + rest, err)
-    return _outcome(process.returncode, first + rest, err)
+    server = process.Process(argv, role="server", env=process.program_env(row.env))
+    if server.out.wait_for(process.LISTENING, timeout=TIMEOUT):
+        time.sleep(0.05)  # let a Python server reach its wait for signals
+        return _outcome(server.stop(timeout=TIMEOUT))  # SIGTERM; killed if it lingers
+    return _outcome(server.wait(timeout=TIMEOUT))  # it exited without listening (or hangs)
 
 
 def _fill(text: str, values: dict[str, str]) -> str:
@@ -251,7 +233,7 @@ def _outcomes(
         argv = [_fill(arg, values) for arg in row.args]
         stdin = _fill(row.stdin, values)
         with ThreadPoolExecutor(len(LANGUAGES)) as pool:  # the languages side by side
-            runs = {lang: pool.submit(_run, [*PROGRAMS[lang][row.program][0], *argv], row, stdin)
+            runs = {lang: pool.submit(_run, [*program(lang, row.program), *argv], row, stdin)
                     for lang in LANGUAGES}
             results = {lang: run.result() for lang, run in runs.items()}
     return results, values
@@ -272,15 +254,13 @@ def outcomes(request: pytest.FixtureRequest, files: dict[str, str], busy_port: s
 def _can_isolate() -> bool:
     if shutil.which("unshare") is None:
         return False
-    done = subprocess.run(["unshare", "--net", "true"], capture_output=True, check=False)
-    return done.returncode == 0
+    return process.run(["unshare", "--net", "true"], role="unshare",
+                       timeout=TIMEOUT).exit_code == 0
 
 
 @functools.cache
-def _help_text(lang: str, program: str) -> list[str]:
-    done = subprocess.run([*PROGRAMS[lang][program][0], "--help"], capture_output=True,
-                          timeout=TIMEOUT, check=False, env={**os.environ, "NO_COLOR": "1"})
-    return done.stdout.decode(errors="replace").splitlines()
+def _help_text(lang: str, role: str) -> list[str]:
+    return process.run([*program(lang, role), "--help"], role=role, timeout=TIMEOUT).out_lines
 
 
 # --- the tests --------------------------------------------------------------------------
@@ -296,7 +276,8 @@ def _show(outcome: Outcome) -> str:
 @pytest.mark.parametrize("row", ROWS, ids=ROW_IDS)
 def test_both_languages_agree(row: Row, outcomes: Callable) -> None:
     results, _ = outcomes(row)
-    normal = {lang: out.normalized(PROGRAMS[lang][row.program][1]) for lang, out in results.items()}
+    normal = {lang: out.normalized(usage_name(lang, row.program))
+              for lang, out in results.items()}
     c, python = normal["c"], normal["python"]
     assert c == python, f"C:\n{_show(c)}\nPython:\n{_show(python)}"
 
@@ -337,7 +318,7 @@ PLACEHOLDERS = re.compile(r"<[^>]+>|\.\.\.|\b(?:HOST|TARGET|PATH|ADDR|PORT|N|M|K
 
 
 def _section_7_error_lines() -> list[str]:
-    text = (ROOT / "PROTOCOL.md").read_text(encoding="utf-8")
+    text = (REPO / "PROTOCOL.md").read_text(encoding="utf-8")
     section = text[text.index("## 7 Error catalogue"):text.index("## 8 Secure mode")]
     spans = [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", section)]
     lines = [s if s.startswith("[ERROR]") else f"[ERROR] {s}"

@@ -9,15 +9,15 @@ path and the Python reference must print the same text.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from securemsg import log
-
-ROOT = Path(__file__).resolve().parents[2]
+from securemsg_lab import timeouts
+from securemsg_lab.paths import REPO as ROOT
+from securemsg_lab.process import run
 
 SOURCES = [ROOT / "c" / "tests" / "escape_tool.c", ROOT / "c" / "log.c", ROOT / "c" / "log_fast.c"]
 FLAGS = ["-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror", "-O1", "-g"]
@@ -37,16 +37,18 @@ def escape_tool(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("escape") / "escape_tool"
     base = [compiler, *FLAGS, "-I", str(ROOT / "c"), "-o", str(out), *map(str, SOURCES),
             "-pthread"]
-    done = subprocess.run([*base[:1], *SANITIZE, *base[1:]], capture_output=True, check=False)
-    if done.returncode != 0:  # a compiler without the sanitizer runtimes
-        subprocess.run(base, check=True, capture_output=True)
+    built = run([*base[:1], *SANITIZE, *base[1:]], role="cc", timeout=timeouts.scaled(120))
+    if built.exit_code != 0:  # a compiler without the sanitizer runtimes
+        built = run(base, role="cc", timeout=timeouts.scaled(120))
+        assert built.exit_code == 0, built.stderr.decode(errors="replace")[-3000:]
     return out
 
 
 def escaped_by_c(tool: Path, inputs: list[bytes]) -> list[tuple[str, str]]:
     text = "".join(data.hex() + "\n" for data in inputs)
-    done = subprocess.run([str(tool)], input=text.encode(), capture_output=True, timeout=30,
-                          check=True)
+    done = run([str(tool)], role="escape_tool", stdin=text.encode(),
+               timeout=timeouts.scaled(30))
+    assert done.exit_code == 0, done.stderr.decode(errors="replace")[-3000:]
     lines = done.stdout.decode("utf-8").split("\n")[:-1]
     return [tuple(line.split("\t")) for line in lines]  # type: ignore[misc]
 
