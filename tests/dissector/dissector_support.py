@@ -1,5 +1,7 @@
 """Helpers of the Wireshark dissector tests: tools, tshark runs, pcaps, processes, raw peers.
 
+Programs come from the lab's implementations registry and every process (servers, clients,
+tcpdump, tshark) is started by the lab's launcher, securemsg_lab.process.
 Imported by name (pytest puts this directory first on sys.path: it has no __init__.py).
 """
 
@@ -8,14 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import re
 import shutil
 import signal
 import socket
 import struct
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,10 +22,11 @@ from pathlib import Path
 
 import pytest
 from noise.connection import NoiseConnection
+from securemsg_lab import process, registry, timeouts
+from securemsg_lab.paths import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 LUA = ROOT / "wireshark" / "securemsg.lua"
-PYTHON = ROOT / ".venv" / "bin" / "python"
+LOOPBACK = "127.0.0.1"
 PROLOGUE = b"securemsg-noise-v1"
 NOISE_NAME = b"Noise_NNpsk0_25519_ChaChaPoly_SHA256"
 DEFAULT_KEY = b"MY_SECRET_KEY"
@@ -71,9 +71,8 @@ def capture_program() -> str:
 
 
 def tshark_version(tshark: str) -> str:
-    out = subprocess.run([tshark, "--version"], capture_output=True, text=True, timeout=60,
-                         check=False).stdout
-    return out.splitlines()[0] if out else "unknown"
+    out = process.run([tshark, "--version"], role="tshark", timeout=timeouts.scaled(60))
+    return out.out_lines[0] if out.out_lines else "unknown"
 
 
 # -- tshark with the dissector ----------------------------------------------------------
@@ -157,13 +156,14 @@ def run_tshark(tshark: str, pcap: Path, *options: str) -> list[Frame]:
     """Every securemsg frame of the capture, in order, with the dissector loaded."""
     argv = [tshark, "-n", "-X", f"lua_script:{LUA}", "-r", str(pcap), "-Y", "securemsg",
             "-T", "json", "--no-duplicate-keys", "-J", "frame tcp tcp.segments securemsg", *options]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
-    problems = [line for line in proc.stderr.splitlines()
+    proc = process.run(argv, role="tshark", timeout=timeouts.scaled(180))
+    stdout, stderr = (data.decode(errors="replace") for data in (proc.stdout, proc.stderr))
+    problems = [line for line in proc.err_lines
                 if "Lua" in line or "rror" in line or "arning" in line]
-    if proc.returncode != 0 or problems or "Lua Error" in proc.stdout:
-        raise AssertionError(f"{argv} exited {proc.returncode}:\n{proc.stderr}"
-                             + ("\nLua Error in the output" if "Lua Error" in proc.stdout else ""))
-    return parse_tshark_json(proc.stdout)
+    if proc.exit_code != 0 or problems or "Lua Error" in stdout:
+        raise AssertionError(f"{argv} exited {proc.exit_code}:\n{stderr}"
+                             + ("\nLua Error in the output" if "Lua Error" in stdout else ""))
+    return parse_tshark_json(stdout)
 
 
 def by_stream(frames: list[Frame]) -> dict[int, list[Frame]]:
@@ -245,81 +245,51 @@ def ack_text(length: int) -> bytes:
 # -- processes --------------------------------------------------------------------------
 
 
-class Process:
-    """A program started by a test: output lines collected by a thread, stopped by pid."""
-
-    def __init__(self, argv: list[str], name: str, merge: bool = True) -> None:
-        self.name = name
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT if merge else subprocess.PIPE, text=True,
-            errors="replace")
-        stream = self.proc.stdout if merge else self.proc.stderr
-        assert stream is not None
-        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stream: object) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            found = re.search(pattern, line)
-            if found:
-                return found
-        raise HarnessError(f"{self.name}: no line matching {pattern!r} within {timeout} s; "
-                           f"saw {self.seen!r} (exit status {self.proc.poll()})")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
+def wait_for(program: process.Process, pattern: str, timeout: float) -> re.Match[str]:
+    """The first line of `program`'s stdout matching `pattern`; HarnessError if none came."""
+    found = program.out.wait_for(pattern, timeout=timeouts.scaled(timeout))
+    if found:
+        return found[0]
+    seen = [line.text for line in program.out.since(0)]
+    raise HarnessError(f"{program.role}: no line matching {pattern!r} within {timeout} s; "
+                       f"saw {seen!r} (exit status {program.popen.poll()})")
 
 
 def server_argv(lang: str, cipher: str, key_file: Path | None) -> list[str]:
+    impl = registry.default()[lang]
     keys = ["--key-file", str(key_file)] if key_file else []
-    if lang == "c":
-        return [str(ROOT / "c" / "server"), "--cipher", cipher, *keys, "--bind", "127.0.0.1",
-                "0"]
-    return [str(PYTHON), str(ROOT / "python" / "server.py"), "--cipher", cipher, *keys,
-            "--bind", "127.0.0.1", "--port", "0"]
+    return [*impl.program("server"),
+            *impl.server_args(0, ["--cipher", cipher, *keys, "--bind", LOOPBACK])]
 
 
 def client_argv(lang: str, cipher: str, key_file: Path | None, port: int,
                 message: str | None) -> list[str]:
+    impl = registry.default()[lang]
     keys = ["--key-file", str(key_file)] if key_file else []
-    if lang == "c":
-        tail = [] if message is None else [message]
-        return [str(ROOT / "c" / "client"), "--cipher", cipher, *keys, "127.0.0.1", str(port),
-                *tail]
-    tail = [] if message is None else ["--message", message]
-    return [str(PYTHON), str(ROOT / "python" / "client.py"), "--cipher", cipher, *keys,
-            "--host", "127.0.0.1", "--port", str(port), *tail]
+    return [*impl.program("client"),
+            *impl.client_args(LOOPBACK, port, message, ["--cipher", cipher, *keys])]
+
+
+def build(lang: str) -> None:
+    """The implementation's local build command (c: make -C c), if it has one."""
+    impl = registry.default()[lang]
+    if impl.local_build:
+        done = process.run(list(impl.local_build), role="build", cwd=impl.root,
+                           timeout=timeouts.scaled(600))
+        assert done.exit_code == 0, (done.stdout + done.stderr).decode(errors="replace")
 
 
 @contextlib.contextmanager
 def started_server(lang: str, cipher: str, key_file: Path | None) -> Iterator[int]:
-    server = Process(server_argv(lang, cipher, key_file), f"{lang} {cipher} server")
+    server = process.Process(server_argv(lang, cipher, key_file), role=f"{lang} {cipher} server")
     try:
-        port = int(server.wait_for(r"Listening on 127\.0\.0\.1:(\d+)", timeout=30).group(1))
+        port = server.wait_listening(timeouts.scaled(30))
+        listening = server.out.wait_for(process.LISTENING, timeout=0)[0]
+        if listening["addr"] != LOOPBACK:
+            raise HarnessError(f"{server.role}: {listening.string!r}, not on {LOOPBACK}")
         yield port
     finally:
-        server.stop()
+        server.stop(timeout=timeouts.scaled(10))
 
 
 class LoopbackCapture:
@@ -333,24 +303,25 @@ class LoopbackCapture:
             argv = [program, "-i", "lo", "-p", "-n", "--immediate-mode", "-U", "-s", "0",
                     "-w", str(path), flt]
         self.path = path
-        self.process = Process(argv, Path(program).name)
+        # merged: tcpdump and dumpcap say they are listening on stderr
+        self.process = process.Process(argv, role=Path(program).name, merge=True)
 
     def start(self) -> None:
         try:
-            self.process.wait_for(r"[Ll]istening on|Capturing on", timeout=20)
+            wait_for(self.process, r"[Ll]istening on|Capturing on", timeout=20)
         except HarnessError:
-            self.process.stop(signal.SIGINT)
+            self.process.stop(signal.SIGINT, timeout=timeouts.scaled(10))
             raise
 
     def stop(self) -> None:
         time.sleep(0.3)  # the last ACKs and FINs reach the capture
-        self.process.stop(signal.SIGINT, timeout=15)
+        self.process.stop(signal.SIGINT, timeout=timeouts.scaled(15))
 
 
 def run_client(argv: list[str], stdin: bytes | None) -> None:
-    proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=60, check=False)
-    if proc.returncode != 0:
-        raise HarnessError(f"{argv[:6]} exited {proc.returncode}: {proc.stderr[-2000:]!r}")
+    proc = process.run(argv, role="client", stdin=stdin, timeout=timeouts.scaled(60))
+    if proc.exit_code != 0:
+        raise HarnessError(f"{argv[:6]} exited {proc.exit_code}: {proc.stderr[-2000:]!r}")
 
 
 # -- raw peers: the split and coalesced cases -------------------------------------------

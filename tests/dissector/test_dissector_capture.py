@@ -11,18 +11,17 @@ root (or capture capabilities); CI runs as root.
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from dissector_support import (
-    ROOT,
     Frame,
     HarnessError,
     LoopbackCapture,
     NoisePeer,
     ack_text,
+    build,
     by_stream,
     capture_program,
     client_argv,
@@ -145,9 +144,8 @@ def assign_streams(sessions: list[Session], frames: list[Frame]) -> None:
 @pytest.fixture(scope="module")
 def captured(tmp_path_factory: pytest.TempPathFactory) -> Captured:
     tshark, program = tshark_path(), capture_program()
-    build = subprocess.run(["make", "-C", str(ROOT / "c")], capture_output=True, text=True,
-                           timeout=600, check=False)
-    assert build.returncode == 0, build.stdout + build.stderr
+    for lang in LANGS:
+        build(lang)
     work = tmp_path_factory.mktemp("dissector")
     key = work / "lab.psk"
     key.write_bytes(os.urandom(32))
