@@ -112,6 +112,17 @@ def test_help_wins(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr() == ("", "")  # parsing never prints
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--help=1"], "Unknown option: --help"), (["-h=1"], "Unknown option: -h"),
+     (["-hx"], "Unknown option: -h")],
+)
+def test_help_takes_no_value(argv: list[str], message: str) -> None:
+    """PROTOCOL.md section 5: as in C, the error names the spelling typed."""
+    assert usage_error(parse_server_args, argv) == message
+    assert usage_error(parse_client_args, argv) == message
+
+
 # --- client -------------------------------------------------------------------
 
 
