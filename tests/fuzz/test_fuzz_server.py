@@ -45,17 +45,25 @@ class Server:
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+        self.out_seen = self.err_seen = 0  # lines of earlier connections
 
     def connection_lines(self, peer: str) -> tuple[list[str], list[str]]:
-        """Stdout from ``peer``'s connected line to its disconnected line; its errors."""
+        """Stdout from ``peer``'s connected line to its disconnected line, and its errors.
+
+        Only lines after the previous connection's count: a later connection may
+        get the same local port.
+        """
         deadline = time.monotonic() + 10
         last = f"[INFO] Client disconnected: {peer}"
-        while last not in (out := self.out.getvalue().decode().splitlines()):
+        while last not in (out := self.out.getvalue().decode().splitlines()[self.out_seen :]):
             assert time.monotonic() < deadline, "no disconnect line"
             time.sleep(0.005)
+        err = self.err.getvalue().decode().splitlines()[self.err_seen :]
+        end = out.index(last) + 1
+        self.out_seen += end
+        self.err_seen += len(err)
         first = out.index(f"[INFO] Client connected: {peer}")
-        errors = [line for line in self.err.getvalue().decode().splitlines() if peer in line]
-        return out[first : out.index(last) + 1], errors
+        return out[first:end], [line for line in err if peer in line]
 
 
 @pytest.fixture(scope="module")
