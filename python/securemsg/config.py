@@ -46,7 +46,8 @@ Options:
   --port PORT             port to listen on, 0..65535 (0 picks a free port)
   --bind ADDR             address to listen on (default 0.0.0.0)
   --key KEY               shared key (default: $SECUREMSG_KEY, else MY_SECRET_KEY)
-  --key-file PATH         read the key from a file (one trailing newline removed)
+  --key-file PATH         read the key from a file, one trailing newline removed
+                          (noise: a file of exactly 32 bytes is the raw PSK)
   --max-frame BYTES       largest payload/message, 64..1073741824 (default 1048576)
   --idle-timeout SECONDS  disconnect a client idle between frames, 0..86400,
                           0 = never (default 300)
