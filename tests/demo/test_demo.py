@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 from securemsg_lab.docker import engine_answers
+from securemsg_lab.process import PIPE, Process
+from securemsg_lab.process import run as run_program
+from securemsg_lab.timeouts import scaled
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = ["-m", "securemsg_lab.demo"]  # = the securemsg-demo console script
@@ -26,7 +29,7 @@ DEFAULT_KEY = "MY_SECRET_KEY"
 
 @dataclass
 class DemoRun:
-    returncode: int
+    returncode: int | None
     output: str
     seconds: float
 
@@ -42,18 +45,11 @@ class DemoRun:
 def run_demo(*args: str, timeout: float = 240) -> DemoRun:
     env = {**os.environ, "NO_COLOR": "1"}
     env.pop("SECUREMSG_KEY", None)
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, *DEMO, "--no-pause", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    return DemoRun(done.returncode, done.stdout + done.stderr, time.monotonic() - started)
+    done = run_program([sys.executable, *DEMO, "--no-pause", *args], timeout=scaled(timeout),
+                       env=env, cwd=REPO)
+    assert not done.timed_out, f"the demo did not finish in {timeout} s"
+    output = (done.stdout + done.stderr).decode("utf-8", "replace")
+    return DemoRun(done.exit_code, output, done.duration)
 
 
 def require_docker() -> None:
@@ -174,30 +170,14 @@ def test_demo_local_non_default_key(capture: str) -> None:
 @pytest.mark.timeout(120)
 def test_demo_ctrl_c_cleans_up() -> None:
     env = {**os.environ, "NO_COLOR": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, *DEMO, "--backend", "local", "--step", "1,2"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=REPO,
-        text=True,
-    )
-    assert proc.stdin and proc.stdout
-    lines: list[str] = []
-    proc.stdin.write("\n")  # run step 1, then stop at step 2's pause
-    proc.stdin.flush()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if "Step 2/8" in line or not line:
-            break
+    demo = Process([sys.executable, *DEMO, "--backend", "local", "--step", "1,2"], stdin=PIPE,
+                   merge=True, env=env, cwd=REPO)
+    demo.write(b"\n")  # run step 1, then stop at step 2's pause
+    demo.out.wait_for("Step 2/8", timeout=scaled(60))
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=60)
-    out = "".join(lines) + rest
-    assert proc.returncode == 130, out
+    result = demo.stop(signal.SIGINT, timeout=scaled(60))
+    out = result.stdout.decode("utf-8", "replace")
+    assert result.exit_code == 130, out
     assert "interrupted: cleaning up" in out
     ports = listening_ports(out)
     assert ports, out
@@ -231,11 +211,5 @@ def test_demo_docker_backend() -> None:
     [(["--step", "9"], 2, "stderr", "no step 9"), (["--help"], 0, "stdout", "--no-pause")],
 )
 def test_step_selection_and_usage(args: list[str], returncode: int, stream: str, text: str) -> None:
-    done = subprocess.run(
-        [sys.executable, *DEMO, *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == returncode and text in getattr(done, stream)
+    done = run_program([sys.executable, *DEMO, *args], timeout=scaled(30))
+    assert done.exit_code == returncode and text in getattr(done, stream).decode()
