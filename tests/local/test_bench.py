@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from securemsg_lab.process import run
+from securemsg_lab.timeouts import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
@@ -24,12 +25,13 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module", autouse=True)
 def built() -> None:
     for directory in ("c", "bench"):
-        subprocess.run(["make", "-s", "-C", str(ROOT / directory)], check=True, timeout=240)
+        build = run(["make", "-s", "-C", str(ROOT / directory)], timeout=scaled(240))
+        assert build.exit_code == 0, build.stderr.decode()
 
 
 def json_line(argv: list[str]) -> dict[str, object]:
-    done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr.decode()
+    done = run(argv, timeout=scaled(60))
+    assert done.exit_code == 0, done.stderr.decode()
     return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
 
@@ -44,27 +46,27 @@ def test_rttfloor_reports_round_trips() -> None:
 
 @pytest.mark.parametrize("argv", [["--duration", "0"], ["--duration", "61"], ["x"]])
 def test_rttfloor_rejects_bad_usage(argv: list[str]) -> None:
-    done = subprocess.run([str(BENCH / "rttfloor"), *argv], capture_output=True, timeout=10)
-    assert done.returncode == 2
+    done = run([str(BENCH / "rttfloor"), *argv], timeout=scaled(10))
+    assert done.exit_code == 2
     assert done.stdout == b""
 
 
 def test_loadgen_refuses_a_host_off_loopback() -> None:
-    done = subprocess.run([str(BENCH / "loadgen"), "--duration", "0.2", "192.0.2.1", "5000"],
-                          capture_output=True, timeout=10)
-    assert done.returncode == 2, done.stderr
+    done = run([str(BENCH / "loadgen"), "--duration", "0.2", "192.0.2.1", "5000"],
+               timeout=scaled(10))
+    assert done.exit_code == 2, done.stderr
     assert b"loopback" in done.stderr
 
 
 def test_quick_bench_of_the_c_server_checks_every_ack(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    done = subprocess.run(
+    done = run(
         [sys.executable, "-m", "securemsg_lab.bench", "--quick", "--no-build", "--servers", "c",
          "--seconds", "0.2", "--json", str(out), "--charts", str(tmp_path / "charts")],
-        capture_output=True, timeout=240, check=False,
+        timeout=scaled(240),
     )
     text = done.stdout.decode()
-    assert done.returncode == 0, done.stderr.decode()
+    assert done.exit_code == 0, done.stderr.decode()
     doc = json.loads(out.read_text())
     runs = doc["runs"] + doc["handshakes"] + doc["split_writes"] + doc["binary_payload"]
     assert {(r["cipher"], r["connections"], r["size"]) for r in doc["runs"]} == {

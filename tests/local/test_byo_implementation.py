@@ -9,14 +9,14 @@ never dropped, and the run must pass.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from securemsg_lab import registry
+from securemsg_lab.process import program_env, run
 from securemsg_lab.timeouts import scaled
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +34,22 @@ client = ["{{python}}", "python/client.py"]
 CASES = "single_message,interactive,ipv6,max_clients,client_timeout"
 
 pytestmark = pytest.mark.timeout(300)
+
+
+@dataclass
+class ToolRun:
+    stdout: str
+    stderr: str
+
+
+def lab_tool(module: str, *args: str, cwd: Path | None = None,
+             env: dict[str, str] | None = None) -> ToolRun:
+    """A lab tool run to its end with the launcher; it must exit 0."""
+    done = run([sys.executable, "-m", module, *args], timeout=scaled(240), cwd=cwd,
+               env=program_env(env))
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert done.exit_code == 0, out[-3000:] + err[-2000:]
+    return ToolRun(out, err)
 
 
 @pytest.fixture
@@ -54,12 +70,9 @@ def test_the_entry_loads_beside_the_built_in_ones(entry: Path) -> None:
 
 def test_matrix_reports_what_the_entry_lacks_as_unsupported(entry: Path, tmp_path: Path) -> None:
     results = tmp_path / "results"
-    done = subprocess.run(
-        [sys.executable, "-m", "securemsg_lab.matrix", "--backend", "local",
-         "--implementations", str(entry), "-c", "python-lite,c", "-s", "c,python-lite",
-         "-t", CASES, "--results", str(results)],
-        capture_output=True, text=True, timeout=scaled(240), check=False, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    done = lab_tool("securemsg_lab.matrix", "--backend", "local", "--implementations", str(entry),
+                    "-c", "python-lite,c", "-s", "c,python-lite", "-t", CASES,
+                    "--results", str(results), cwd=tmp_path)
     cells = {cell["id"]: cell for cell in json.loads((results / "results.json").read_text())
              ["cells"]}
     # 2 clients x 2 servers x 5 cases x 2 ciphers: every case applies to both ciphers
@@ -91,24 +104,16 @@ def test_matrix_reports_what_the_entry_lacks_as_unsupported(entry: Path, tmp_pat
 
 
 def test_the_entry_joins_the_demo(entry: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "securemsg_lab.demo", "--no-pause", "--backend", "local",
-         "--step", "3", "--with", "python-lite"],
-        capture_output=True, text=True, timeout=scaled(120), check=False,
-        env={**os.environ, registry.ENV_VAR: str(entry), "NO_COLOR": "1"})
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    done = lab_tool("securemsg_lab.demo", "--no-pause", "--backend", "local", "--step", "3",
+                    "--with", "python-lite", env={registry.ENV_VAR: str(entry)})
     assert "[RECV] Plaintext: python-lite speaks to C" in done.stdout
     assert "python-lite server decrypted 1/1 messages; 1/1 clients got their ACK" in done.stdout
 
 
 def test_the_entry_joins_the_bench(entry: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "securemsg_lab.bench", "--quick", "--no-build", "--servers",
-         "python-lite", "--seconds", "0.2", "--json", str(out)],
-        capture_output=True, text=True, timeout=scaled(240), check=False,
-        env={**os.environ, registry.ENV_VAR: str(entry)})
-    assert done.returncode == 0, done.stderr[-2000:]
+    lab_tool("securemsg_lab.bench", "--quick", "--no-build", "--servers", "python-lite",
+             "--seconds", "0.2", "--json", str(out), env={registry.ENV_VAR: str(entry)})
     doc = json.loads(out.read_text())
     assert {(r["server"], r["cipher"]) for r in doc["runs"]} == {("python-lite", "xor")}
     assert all(r["errors"] == 0 and r["round_trips"] > 0 for r in doc["runs"])

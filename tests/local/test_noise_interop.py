@@ -19,7 +19,6 @@ import os
 import re
 import socket
 import struct
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -198,10 +197,8 @@ class ServerProcess:
 
 @pytest.fixture(scope="session")
 def built() -> None:
-    build = subprocess.run(
-        ["make", "-C", str(ROOT / "c")], capture_output=True, timeout=600, check=False
-    )
-    assert build.returncode == 0, build.stderr.decode(errors="replace")[-3000:]
+    build = run_program(["make", "-C", str(ROOT / "c")], timeout=scaled(600))
+    assert build.exit_code == 0, build.stderr.decode(errors="replace")[-3000:]
 
 
 @pytest.fixture(scope="session")
