@@ -1,4 +1,5 @@
-"""Helpers shared by the unit tests (imported by name: conftest puts this directory first)."""
+"""Helpers shared by the in-process server tests (tests/unit, tests/local); pytest.ini puts
+this directory on the path (`pythonpath`), so they import it by name."""
 
 from __future__ import annotations
 
