@@ -11,10 +11,10 @@ export PYTHON
 
 help:
 	@echo "make lab        install what is missing, build everything, run the Docker lab (Ctrl-C stops)"
-	@echo "make test       run every test: C unit (ASan+UBSan), lint, Python unit, local, Docker, demo"
+	@echo "make test       run every test: C unit (ASan+UBSan), fuzz, lint, Python unit, local, Docker, demo, stress"
 	@echo "make build      build the C programs (c/server, c/client)"
-	@echo "make images     build the base image (if missing) and the lab images"
-	@echo "make base-image only the base image (does nothing when it exists)"
+	@echo "make images     build the registry-less base images (if missing) and the lab images"
+	@echo "make base-image only the base images (build, runtime; nothing to do when they exist)"
 	@echo "make matrix     the client x server x case matrix alone (ARGS='-c c -s python -t single_message')"
 	@echo "make demo       the instructor demo (add ARGS=--no-pause for unattended runs)"
 	@echo "make bench      the benchmark: table, docs/bench/bench.json and its charts (ARGS=--quick: short)"
@@ -23,7 +23,7 @@ help:
 	@echo "make setup      install host packages (apt) and the project venv .venv (pip, from /usr/bin/python3)"
 	@echo "make test-c     the C unit tests alone (ASan+UBSan)"
 	@echo "make lint       ruff over all Python code"
-	@echo "make stress     tests/stress at full scale (issue 10 figures, ~10 min) and long fuzz runs"
+	@echo "make stress     tests/stress at full scale (1,000 peers, 10,000 connections; ~10 min) and long fuzz runs"
 	@echo "make fuzz       the C libFuzzer targets, FUZZ_SECONDS each (default 600; clang)"
 	@echo "make clean      remove build outputs and results/"
 	@echo "make handout-start  the lab handout's workspace, handout/work (FORCE=1 starts over)"
