@@ -31,6 +31,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from .bench import human_size
+
 RESULTS_NAME = "bench.json"
 PERCENTILES = (("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("p999_us", "p99.9"))
 PERCENTILE_COLOURS = ("#9ecae1", "#4292c6", "#08519c", "#08306b")
@@ -38,7 +40,6 @@ SERVER_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brow
 STALL_COLOUR = "tab:red"
 REFERENCE_COLOUR = "dimgray"
 DPI = 110
-MiB = 1024 * 1024
 
 Series = tuple[str, str]  # (server, cipher)
 Doc = dict[str, Any]
@@ -174,14 +175,6 @@ def line_style(doc: Doc, series: Series) -> dict[str, Any]:
     server, cipher = series
     return {"color": colour(doc, server), "linestyle": "-" if cipher == "xor" else "--",
             "marker": "o" if cipher == "xor" else "s"}
-
-
-def human_size(size: int) -> str:
-    if size >= MiB and size % MiB == 0:
-        return f"{size // MiB} MiB"
-    if size >= 1024 and size % 1024 == 0:
-        return f"{size // 1024} KiB"
-    return f"{size} B"
 
 
 def short(value: float) -> str:
