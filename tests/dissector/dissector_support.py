@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from noise.connection import NoiseConnection
 from securemsg_lab import process, registry, timeouts
+from securemsg_lab.matrix.rawsock import recv_exact
 from securemsg_lab.paths import REPO as ROOT
 
 LUA = ROOT / "wireshark" / "securemsg.lua"
@@ -331,16 +332,6 @@ def connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=15)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-def recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise HarnessError(f"connection closed after {len(data)} of {size} bytes")
-        data += chunk
-    return bytes(data)
 
 
 def recv_frame(sock: socket.socket) -> bytes:

@@ -193,7 +193,7 @@ def recv_exact(conn: socket.socket, count: int) -> bytes:
     while len(data) < count:
         chunk = conn.recv(count - len(data))
         if not chunk:
-            raise ConnectionError(f"client closed after {len(data)} of {count} bytes")
+            raise ConnectionError(f"peer closed after {len(data)} of {count} bytes")
         data += chunk
     return bytes(data)
 
