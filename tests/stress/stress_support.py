@@ -18,6 +18,7 @@ from typing import Any
 from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.framing import encode_frame
 from securemsg_lab import process, registry
+from unit_support import connect, recv_exactly
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -172,22 +173,6 @@ class ServerUnderTest:
     def stop(self) -> None:
         if self.popen.poll() is None:
             self.terminate()
-
-
-def connect(port: int, timeout: float = 30.0) -> socket.socket:
-    sock = socket.create_connection((HOST, port), timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError(f"closed after {len(data)} of {size} bytes")
-        data += chunk
-    return data
 
 
 def exchange(sock: socket.socket, message: bytes) -> None:

@@ -1,5 +1,6 @@
-"""Helpers shared by the in-process server tests (tests/unit, tests/local); pytest.ini puts
-this directory on the path (`pythonpath`), so they import it by name."""
+"""Helpers shared by the in-process server tests (tests/unit, tests/local; the socket ones
+by tests/stress too); pytest.ini puts this directory on the path (`pythonpath`), so they
+import it by name."""
 
 from __future__ import annotations
 
@@ -67,8 +68,8 @@ def running_server(*options: str) -> Iterator[tuple[object, Capture]]:
         thread.join(10)
 
 
-def connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+def connect(port: int, timeout: float = 10.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
