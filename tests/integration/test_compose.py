@@ -31,10 +31,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .compose_support import COMPOSE_FILE, COMPOSE_TOOLS, ROOT, must, run, unavailable
+
 pytestmark = pytest.mark.docker
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = ROOT / "compose.yaml"
 TEST_LABEL = "securemsg.test"
 UP_TIMEOUT = 180.0  # `compose up -d`: waits for the healthchecks
 CLIENTS_TIMEOUT = 120.0  # demo clients exit after `up -d` returned (slow under load)
@@ -117,43 +117,6 @@ class Lab:
         """The host port Docker published for the service's port 5000."""
         address = must(run(["docker", "port", self.container_id(service), "5000"], timeout=60))
         return int(address.splitlines()[0].rpartition(":")[2])
-
-
-def run(
-    argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 120.0
-) -> subprocess.CompletedProcess[str]:
-    """Run a command, capturing text output; a non-zero exit is not raised here."""
-    return subprocess.run(
-        argv,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        errors="backslashreplace",
-        timeout=timeout,
-        check=False,
-    )
-
-
-def must(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, (
-        f"{' '.join(result.args)} exited {result.returncode}\n"
-        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    return result.stdout
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("REQUIRE_DOCKER") == "1":
-        pytest.fail(f"REQUIRE_DOCKER=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-#: the two Compose tools, each with the command that shows it works
-COMPOSE_TOOLS = {
-    "compose-v2": ["docker", "compose"],
-    "compose-v1": ["docker-compose"],
-}
 
 
 def find_compose(tool: str) -> list[str] | None:

@@ -38,48 +38,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .compose_support import COMPOSE_FILE, COMPOSE_TOOLS, ROOT, must, run, unavailable
+
 # Builds from zero with apt-get, on a machine others share: minutes, not seconds.
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = ROOT / "compose.yaml"
 BASE_SCRIPT = ROOT / "docker" / "base-image.sh"
 PLAIN_DEBIAN = "securemsg/base-debian:bookworm"  # docker/base-image.sh debian
 BUILT = {"server-c": "c", "server-python": "python", "capture": "capture"}
-COMPOSE_TOOLS = {"compose-v2": ["docker", "compose"], "compose-v1": ["docker-compose"]}
 BUILD_TIMEOUT = 1800.0
 PYTHON_IMAGE_LIMIT = 100_000_000  # bytes: the Python image's budget (issue 9)
 RUN_ID = secrets.token_hex(4)
 TEST_LABEL = f"securemsg.test.registry={RUN_ID}"
-
-
-def run(
-    argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 120.0
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        errors="backslashreplace",
-        timeout=timeout,
-        check=False,
-    )
-
-
-def must(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, (
-        f"{' '.join(result.args)} exited {result.returncode}\n"
-        f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
-    )
-    return result.stdout
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("REQUIRE_DOCKER") == "1":
-        pytest.fail(f"REQUIRE_DOCKER=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def free_port() -> int:
