@@ -6,10 +6,8 @@ import json
 import os
 import re
 import secrets
-import signal
 import socket
 import statistics
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,8 +83,8 @@ class Figures:
 class ServerUnderTest:
     """One server program on 127.0.0.1, port 0, its output in files of ``directory``.
 
-    Not the lab launcher: that keeps a program's output in memory, read by a
-    thread of this process, and under a 10,000-connection burst the reader
+    The lab launcher in its file mode: in memory, the output would be read by a
+    thread of this process, and under a 10,000-connection burst that reader
     (sharing the GIL with the load) fell behind, the server's stdout pipe filled
     and its threads queued on their log writes: the test measured itself. A file
     never blocks the server, and a soak's gigabytes of lines go to disk
@@ -99,25 +97,13 @@ class ServerUnderTest:
         directory.mkdir(parents=True, exist_ok=True)
         self.out_path, self.err_path = directory / "server.out", directory / "server.err"
         argv = [*impl.program("server"), *impl.server_args(0, ("--bind", HOST, *options))]
-        with self.out_path.open("ab") as out, self.err_path.open("ab") as err:
-            self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=err, env=process.program_env())
-        self.port = self._wait_port()
-
-    def _wait_port(self) -> int:
-        deadline = time.monotonic() + process.timeouts.scaled(process.timeouts.START)
-        while time.monotonic() < deadline and self.popen.poll() is None:
-            text = self.out_path.read_bytes()[:4096].decode(errors="replace")
-            match = re.search(r"^\[INFO\] Listening on .+:(\d+)$", text, re.MULTILINE)
-            if match:
-                return int(match.group(1))
-            time.sleep(0.05)
-        self.stop()
-        raise process.LaunchError(f"no Listening line from {self.popen.args}: {self.errors()}")
+        self.proc = process.Process(argv, role="server",
+                                    log_files=(self.out_path, self.err_path))
+        self.port = self.proc.wait_listening()
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
+        return self.proc.pid
 
     def rss_kib(self) -> int:
         """Resident set size from /proc (0 once the process is gone)."""
@@ -161,17 +147,11 @@ class ServerUnderTest:
     def terminate(self, timeout: float = 30.0) -> tuple[int | None, float]:
         """SIGTERM; the exit status (None: killed after ``timeout``) and the seconds it took."""
         started = time.monotonic()
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            code: int | None = self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-            code = None
-        return code, time.monotonic() - started
+        result = self.proc.stop(timeout=timeout)
+        return result.exit_code, time.monotonic() - started
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
+        if self.proc.alive():
             self.terminate()
 
 
@@ -214,8 +194,8 @@ def loadgen(port: int, connections: int, size: int, seconds: float,
     argv = [str(LOADGEN), "--connections", str(connections), "--size", str(size),
             "--duration", str(seconds), "--messages", str(messages), "--idle-timeout", "30",
             HOST, str(port)]
-    run = subprocess.run(argv, capture_output=True, timeout=seconds + 120, check=False)
-    return json.loads(run.stdout.decode().strip().splitlines()[-1])
+    done = process.run(argv, timeout=seconds + 120)
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
 
 def real_client_latency(port: int, options: tuple[str, ...] = ()) -> float:
@@ -226,8 +206,8 @@ def real_client_latency(port: int, options: tuple[str, ...] = ()) -> float:
     """
     argv = [str(LOADGEN), "--handshakes", "--messages", "1", "--duration", "30",
             "--idle-timeout", "30", *options, HOST, str(port)]
-    run = subprocess.run(argv, capture_output=True, timeout=90, check=False)
-    result = json.loads(run.stdout.decode().strip().splitlines()[-1])
+    done = process.run(argv, timeout=90)
+    result = json.loads(done.stdout.decode().strip().splitlines()[-1])
     if result["errors"] or result["round_trips"] != 1:
         raise AssertionError(f"real client not served: {result.get('first_error')}")
     return result["max_us"] / 1e6
