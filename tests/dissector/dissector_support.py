@@ -2,7 +2,7 @@
 
 Programs come from the lab's implementations registry and every process (servers, clients,
 tcpdump, tshark) is started by the lab's launcher, securemsg_lab.process.
-Imported by name (pytest puts this directory first on sys.path: it has no __init__.py).
+Imported by name: pytest puts this directory (no __init__.py) first on the import path.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import os
 import struct
 from pathlib import Path
 
+from securemsg_lab.demo import mitm
 from securemsg_lab.handout import procs
-from securemsg_lab.handout.reuse import mitm
 from securemsg_lab.handout.workspace import BUGS, REPO, read_frames
 
 DEFAULT_KEY = b"MY_SECRET_KEY"

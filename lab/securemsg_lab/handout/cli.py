@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["mitm"]:  # the relay's own options, untouched
-        from .reuse import mitm
+        from ..demo import mitm
 
         return mitm.main(argv[1:])
     args = parse_args(argv)

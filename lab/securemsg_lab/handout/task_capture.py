@@ -15,9 +15,9 @@ from pathlib import Path
 from securemsg.crypto import DEFAULT_KEY, xor
 from securemsg.session import ack_text
 
+from ..demo import pcap, wire
 from . import procs
 from .result import Fail
-from .reuse import pcap, wire
 from .workspace import REPO, Workspace
 
 DISSECTOR = REPO / "wireshark" / "securemsg.lua"

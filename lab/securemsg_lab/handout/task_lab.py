@@ -11,10 +11,10 @@ from pathlib import Path
 
 from securemsg.session import NOISE_PROTOCOL
 
+from ..demo import attack, mitm
 from . import procs
 from .common import recv_lines
 from .result import Fail
-from .reuse import attack, mitm
 from .workspace import REPO, TASK5_MESSAGE, TASK5_TARGET, Workspace
 
 SEND_LINE = re.compile(r"\[SEND\] Encrypted bytes: (\d+) bytes")
