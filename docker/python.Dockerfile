@@ -58,10 +58,11 @@ ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# The image really runs the programs and secure mode's libraries (exec form: no shell).
-RUN ["python3", "-c", "import sys; sys.path.insert(0, '/app'); import securemsg, cryptography.hazmat.primitives.ciphers.aead, nacl.pwhash"]
-
 WORKDIR /app
+# The image really runs the programs and secure mode's libraries (exec form: no shell;
+# the working directory /app is on python3 -c's path).
+RUN ["python3", "-c", "import securemsg, cryptography.hazmat.primitives.ciphers.aead, nacl.pwhash"]
+
 USER 10001:10001
 EXPOSE 5000
 
