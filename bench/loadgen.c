@@ -12,8 +12,8 @@
  * each ACK wait is bounded by --idle-timeout.
  *
  *   --handshakes    each iteration is connect, handshake, one message, close
- *   --split-writes  the seed's bug, for comparison: TCP_NODELAY off and the
- *                   length prefix and the body in two writes
+ *   --split-writes  TCP_NODELAY off, and the length prefix and the body sent
+ *                   in two writes
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -167,7 +167,7 @@ static void gate_open(start_gate *g, long n, int go)
 static int conn_write(conn *c, worker *w, const uint8_t *buf, size_t len,
                       int split)
 {
-    /* The seed's bug: the prefix alone, then the rest, Nagle on. */
+    /* --split-writes: the prefix alone, then the rest, Nagle on. */
     if (split && len > FRAMING_HEADER_LEN) {
         if (net_write_all(c->fd, buf, FRAMING_HEADER_LEN) < 0)
             goto fail;
@@ -478,7 +478,7 @@ static const char usage_text[] =
     "  --messages M      messages per connection, at most (default 1000000)\n"
     "  --duration SECS   time limit once every connection is ready (default 5, max 600)\n"
     "  --handshakes      connect, handshake, one message, close - per iteration\n"
-    "  --split-writes    seed bug: TCP_NODELAY off, length and body in two writes\n"
+    "  --split-writes    TCP_NODELAY off; the length prefix and the body in two writes\n"
     "  --payload KIND    text (abc...z repeated, default) or binary (pseudo-random)\n"
     "\n"
     "Client options (as c/client): --cipher xor|noise, --key KEY, --key-file PATH,\n"

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from securemsg_lab.process import run
+from securemsg_lab import loadgen
+from securemsg_lab.process import Process, run
 from securemsg_lab.timeouts import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,3 +96,25 @@ def test_quick_bench_of_the_c_server_checks_every_ack(tmp_path: Path) -> None:
     shares = [t for t in doc["targets"] if t["name"].startswith("C server xor / refserver")]
     assert len(shares) == len(placements) and all(t["measured"] > 0 for t in shares)
     assert "Targets (issues 2 and 5" in text
+
+
+def test_loadgen_wrapper_runs_a_load_and_reports_usage_errors() -> None:
+    server = Process([str(BENCH / "refserver"), "0"], role="refserver")
+    try:
+        port = server.wait_listening()
+        result = loadgen.run(port, loadgen.Load(connections=2, size=1000, messages=50,
+                                                seconds=5))
+        assert result.ok and result.round_trips == 100, result
+        assert result.raw["connections"] == 2 and result.raw["size"] == 1000
+        assert result.p50_us <= result.p99_us <= result.max_us
+        with pytest.raises(loadgen.LoadgenError, match="--connections"):
+            loadgen.run(port, loadgen.Load(connections=0))
+    finally:
+        server.stop()
+
+
+def test_loadgen_help_describes_split_writes_neutrally() -> None:
+    done = run([str(BENCH / "loadgen"), "--help"], timeout=scaled(10))
+    assert done.exit_code == 0
+    line = next(ln for ln in done.out_lines if "--split-writes" in ln)
+    assert "two writes" in line and "bug" not in line and "seed" not in line, line
