@@ -20,7 +20,7 @@
 enum {
     OPT_PORT = 256, OPT_HOST, OPT_MESSAGE, OPT_KEY, OPT_KEY_FILE, OPT_BIND,
     OPT_MAX_FRAME, OPT_IDLE_TIMEOUT, OPT_MAX_CLIENTS, OPT_CIPHER,
-    OPT_FRAME_TIMEOUT, OPT_MIN_RATE, OPT_DRAIN_TIMEOUT
+    OPT_FRAME_TIMEOUT, OPT_MIN_RATE, OPT_DRAIN_TIMEOUT, OPT_MAX_BUFFERED
 };
 
 static const struct option server_options[] = {
@@ -34,6 +34,7 @@ static const struct option server_options[] = {
     {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
     {"min-rate", required_argument, NULL, OPT_MIN_RATE},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+    {"max-buffered", required_argument, NULL, OPT_MAX_BUFFERED},
     {"cipher", required_argument, NULL, OPT_CIPHER},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -80,9 +81,13 @@ static int parse_uint(const char *text, unsigned long min, unsigned long max,
 {
     const char *p;
     char *end;
-    unsigned long v;
+    unsigned long v, m;
+    size_t digits = 0;
 
-    if (text[0] == '\0' || strlen(text) > 10)
+    for (m = max; m > 0; m /= 10)
+        digits++;
+    /* at most 10 digits (leading zeros allowed), more only for larger maxima */
+    if (text[0] == '\0' || strlen(text) > (digits > 10 ? digits : 10))
         return -1;
     for (p = text; *p != '\0'; p++)
         if (*p < '0' || *p > '9')
@@ -230,6 +235,11 @@ static config_status parse_option(config *cfg, option_values *ov, int c,
         st = parse_number("--drain-timeout", optarg, 0, CONFIG_MAX_DRAIN_TIMEOUT,
                           &v, err, cap);
         cfg->drain_timeout = (unsigned)v;
+        break;
+    case OPT_MAX_BUFFERED:
+        st = parse_number("--max-buffered", optarg, CONFIG_MIN_MAX_BUFFERED,
+                          CONFIG_MAX_MAX_BUFFERED, &v, err, cap);
+        cfg->max_buffered = (uint64_t)v;
         break;
     case OPT_CIPHER:
         if (strcmp(optarg, "xor") == 0)
@@ -440,6 +450,7 @@ static void set_defaults(config *cfg, config_program program)
     cfg->frame_timeout = CONFIG_DEFAULT_FRAME_TIMEOUT;
     cfg->min_rate = CONFIG_DEFAULT_MIN_RATE;
     cfg->drain_timeout = CONFIG_DEFAULT_DRAIN_TIMEOUT;
+    cfg->max_buffered = CONFIG_DEFAULT_MAX_BUFFERED;
     cfg->cipher = CONFIG_CIPHER_XOR;
 }
 
@@ -519,6 +530,8 @@ static const char server_usage[] =
     "                          (default 5)\n"
     "  --max-clients N         concurrent clients, 1..100000 (default: the open-file\n"
     "                          limit - 64)\n"
+    "  --max-buffered BYTES    memory for large frames, all clients together,\n"
+    "                          1048576..1099511627776 (default 268435456)\n"
     "  --cipher xor|noise      wire cipher (default xor)\n"
     "  -h, --help              show this text and exit\n";
 

@@ -25,6 +25,9 @@
 #define CONFIG_MAX_MIN_RATE 1073741824u
 #define CONFIG_DEFAULT_DRAIN_TIMEOUT 5u
 #define CONFIG_MAX_DRAIN_TIMEOUT 86400u
+#define CONFIG_DEFAULT_MAX_BUFFERED 268435456ull
+#define CONFIG_MIN_MAX_BUFFERED 1048576ull
+#define CONFIG_MAX_MAX_BUFFERED 1099511627776ull
 #define CONFIG_PSK_LEN 32
 #define CONFIG_ERROR_MAX 512
 
@@ -60,6 +63,7 @@ typedef struct {
     unsigned frame_timeout;  /* server: seconds per frame / handshake, 0 = none */
     uint32_t min_rate;       /* server: bytes per second beyond frame_timeout */
     unsigned drain_timeout;  /* server: seconds to drain on shutdown */
+    uint64_t max_buffered;   /* server: memory budget for large frames, bytes */
     config_cipher cipher;
 } config;
 

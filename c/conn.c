@@ -64,18 +64,60 @@ int conn_quiet(const conn_timing *t)
     return t->frame_start < 0 && !t->handshaking && !t->in_message;
 }
 
-long conn_choose_victim(const conn_slot *slots, size_t n)
+uint64_t conn_unit_rate(uint64_t bytes, int64_t start, int64_t now)
 {
-    long victim = -1;
+    uint64_t elapsed = now > start ? (uint64_t)(now - start) : 0;
+
+    if (elapsed < 1000)
+        elapsed = 1000;
+    /* bytes of one frame or message stay far below 2^54: no overflow */
+    return bytes * 1000u / elapsed;
+}
+
+static conn_victim victim(long slot, conn_evict_reason reason, uint64_t value)
+{
+    conn_victim v = {.slot = slot, .reason = reason, .value = value};
+
+    return v;
+}
+
+static long quiet_longest(const conn_slot *slots, size_t n)
+{
+    long best = -1;
     size_t i;
 
     for (i = 0; i < n; i++) {
         if (slots[i].state != CONN_SLOT_QUIET)
             continue;
-        if (victim < 0 || slots[i].quiet_since < slots[victim].quiet_since)
-            victim = (long)i;
+        if (best < 0 || slots[i].quiet_since < slots[best].quiet_since)
+            best = (long)i;
     }
-    return victim;
+    return best;
+}
+
+conn_victim conn_choose_victim(const conn_slot *slots, size_t n, int64_t now,
+                               uint32_t min_rate)
+{
+    long best = quiet_longest(slots, n);
+    uint64_t rate, best_rate = 0;
+    size_t i;
+
+    if (best >= 0)
+        return victim(best, CONN_EVICT_IDLE,
+                      now > slots[best].quiet_since
+                          ? (uint64_t)(now - slots[best].quiet_since) / 1000u : 0);
+    for (i = 0; i < n; i++) {
+        if (slots[i].state != CONN_SLOT_BUSY || slots[i].unit_start < 0)
+            continue;
+        rate = conn_unit_rate(slots[i].unit_bytes, slots[i].unit_start, now);
+        if (rate < min_rate && (best < 0 || rate < best_rate)) {
+            best = (long)i;
+            best_rate = rate;
+        }
+    }
+    if (best < 0)
+        return victim(-1, CONN_EVICT_NONE, 0);
+    return victim(best, CONN_EVICT_SLOW, best_rate);
 }
 
 unsigned conn_default_max_clients(uint64_t soft_limit, unsigned max)

@@ -8,7 +8,8 @@
  *   frame      a frame begun:  frame_start + --frame-timeout + length / --min-rate
  *   handshake  noise, until it completes: accepted + --frame-timeout
  * The server evicts, when full, the connection quiet longest among those
- * with no frame, message or handshake in progress.
+ * with no frame, message or handshake in progress, and when none is quiet
+ * the one inside a frame progressing slowest, below --min-rate.
  */
 #ifndef SECUREMSG_CONN_H
 #define SECUREMSG_CONN_H
@@ -73,12 +74,36 @@ typedef struct {
     conn_slot_state state;
     int fd;
     int64_t quiet_since;
+    /* BUSY inside a unit (a frame begun, a noise message between chunks, a
+     * noise handshake): the read that brought its first byte (handshake:
+     * accept), -1 = not inside one; and the bytes of it received so far. */
+    int64_t unit_start;
+    uint64_t unit_bytes;
     const char *peer; /* for the eviction line */
 } conn_slot;
 
-/* The index of the QUIET slot with the oldest quiet_since (the lowest index
- * on a tie) among slots[0..n), or -1 when none is QUIET. */
-long conn_choose_victim(const conn_slot *slots, size_t n);
+typedef enum {
+    CONN_EVICT_NONE, /* nobody qualifies: refuse the new client */
+    CONN_EVICT_IDLE, /* "idle N s" */
+    CONN_EVICT_SLOW  /* "R bytes/s in a frame" */
+} conn_evict_reason;
+
+typedef struct {
+    long slot; /* -1 with CONN_EVICT_NONE */
+    conn_evict_reason reason;
+    uint64_t value; /* IDLE: whole seconds quiet; SLOW: R */
+} conn_victim;
+
+/* A unit's progress rate in bytes per second: floor(bytes * 1000 /
+ * max(now - start, 1000)). */
+uint64_t conn_unit_rate(uint64_t bytes, int64_t start, int64_t now);
+
+/* The connection a full server evicts (PROTOCOL.md 9): the QUIET slot with
+ * the oldest quiet_since; if none, the BUSY slot inside a unit with the
+ * lowest rate, provided that rate is below min_rate. The lowest index wins
+ * a tie. */
+conn_victim conn_choose_victim(const conn_slot *slots, size_t n, int64_t now,
+                               uint32_t min_rate);
 
 /* The --max-clients default for an open-file soft limit: the limit less 64
  * descriptors kept for the listener, stdio and pipes, within 1..max. */

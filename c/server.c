@@ -66,6 +66,8 @@ typedef struct {
     conn_slot_state state; /* this thread's view: BUSY or QUIET */
     int evicted, closing;
     conn_timing t;
+    int64_t unit_start;  /* the unit in progress (conn.h): first byte, -1 = none */
+    uint64_t messages;   /* messages answered (and the handshake): units ended */
     char peer[NET_ADDR_MAX];
 } client_conn;
 
@@ -184,7 +186,7 @@ static int answer_message(const client_conn *c, session *s)
 
 /* Feeds one chunk of received bytes through the session; -1 ends the
  * connection (the reason has been logged). */
-static int handle_bytes(const client_conn *c, session *s, const uint8_t *buf,
+static int handle_bytes(client_conn *c, session *s, const uint8_t *buf,
                         size_t n)
 {
     const uint8_t *out;
@@ -200,10 +202,12 @@ static int handle_bytes(const client_conn *c, session *s, const uint8_t *buf,
             if (send_bytes(c, out, out_len) < 0)
                 return -1;
             log_line(LOG_INFO, "Handshake complete: %s", c->peer);
+            c->messages++;
             break;
         case SESSION_MESSAGE:
             if (answer_message(c, s) < 0)
                 return -1;
+            c->messages++;
             break;
         case SESSION_ERROR:
             report_session_error(c, s);
@@ -236,20 +240,62 @@ static int mark_busy(client_conn *c)
     return rc;
 }
 
-static void mark_quiet(client_conn *c)
+/* -1 when the acceptor evicted this connection (it may be evicted while
+ * inside a slow frame, PROTOCOL.md 9): it then ends without an error line. */
+static int mark_quiet(client_conn *c)
+{
+    server_state *srv = c->srv;
+    conn_slot *slot = &srv->slots[c->slot];
+    int rc = 0;
+
+    pthread_mutex_lock(&srv->lock);
+    if (slot->state == CONN_SLOT_EVICTED) {
+        c->evicted = 1;
+        rc = -1;
+    } else {
+        slot->quiet_since = c->t.quiet_since;
+        slot->unit_start = -1;
+        slot->state = c->state = CONN_SLOT_QUIET;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return rc;
+}
+
+/* Inside a unit after a read: its progress, for the eviction rule. */
+static int publish_progress(client_conn *c, uint64_t unit_bytes)
+{
+    server_state *srv = c->srv;
+    conn_slot *slot = &srv->slots[c->slot];
+    int rc = 0;
+
+    pthread_mutex_lock(&srv->lock);
+    if (slot->state == CONN_SLOT_EVICTED) {
+        c->evicted = 1;
+        rc = -1;
+    } else {
+        slot->unit_start = c->unit_start;
+        slot->unit_bytes = unit_bytes;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return rc;
+}
+
+/* After a failed read or wait: whether the acceptor's eviction caused it. */
+static int was_evicted(client_conn *c)
 {
     server_state *srv = c->srv;
 
     pthread_mutex_lock(&srv->lock);
-    srv->slots[c->slot].quiet_since = c->t.quiet_since;
-    srv->slots[c->slot].state = c->state = CONN_SLOT_QUIET;
+    if (srv->slots[c->slot].state == CONN_SLOT_EVICTED)
+        c->evicted = 1;
     pthread_mutex_unlock(&srv->lock);
+    return c->evicted;
 }
 
 /* After a chunk is used up: when the partial frame (if any) began, and
  * whether the connection is now between frames. */
 static void track_frame(client_conn *c, const session *s, int64_t read_at,
-                        uint64_t frames_before)
+                        uint64_t frames_before, uint64_t messages_before)
 {
     size_t header, payload;
     uint32_t len;
@@ -265,6 +311,12 @@ static void track_frame(client_conn *c, const session *s, int64_t read_at,
     c->t.handshaking = !session_ready(s);
     if (c->t.frame_start < 0 && !c->t.in_message)
         c->t.quiet_since = conn_now_ms();
+    if (conn_quiet(&c->t))
+        c->unit_start = -1;
+    else if (c->t.handshaking)
+        c->unit_start = c->t.accepted;
+    else if (c->unit_start < 0 || c->messages != messages_before)
+        c->unit_start = read_at; /* a unit began in this read */
 }
 
 /* The deadline of the next wait; on shutdown also the drain: at once when
@@ -362,7 +414,7 @@ static void report_expiry(client_conn *c, const conn_deadline *d, uint8_t *buf,
 /* One read and what follows; 0 to go on, -1 to end the connection. */
 static int serve_chunk(client_conn *c, session *s, uint8_t *buf, size_t cap)
 {
-    uint64_t frames_before = session_frames(s);
+    uint64_t frames_before = session_frames(s), messages_before = c->messages;
     int64_t read_at;
     ssize_t n;
 
@@ -371,24 +423,24 @@ static int serve_chunk(client_conn *c, session *s, uint8_t *buf, size_t cap)
     n = net_read(c->fd, buf, cap);
     read_at = conn_now_ms();
     if (n < 0) {
-        if (!ended_quietly(c))
+        if (!was_evicted(c) && !ended_quietly(c))
             log_line(LOG_ERROR, "Receive from %s failed: %s", c->peer,
                      strerror(errno));
         return -1;
     }
     if (n == 0) {
-        if (!ended_quietly(c))
+        if (!was_evicted(c) && !ended_quietly(c))
             report_truncated(c, s);
         return -1;
     }
     if (handle_bytes(c, s, buf, (size_t)n) < 0)
         return -1;
-    track_frame(c, s, read_at, frames_before);
+    track_frame(c, s, read_at, frames_before, messages_before);
     if (conn_quiet(&c->t)) {
         session_trim(s, SERVER_KEEP_BUF);
-        mark_quiet(c);
+        return mark_quiet(c);
     }
-    return 0;
+    return publish_progress(c, session_unit_bytes(s));
 }
 
 static void serve_client(client_conn *c)
@@ -415,7 +467,7 @@ static void serve_client(client_conn *c)
             break;
         }
         if (rc < 0) {
-            if (!ended_quietly(c))
+            if (!was_evicted(c) && !ended_quietly(c))
                 log_line(LOG_ERROR, "Receive from %s failed: %s", c->peer,
                          strerror(errno));
             break;
@@ -444,9 +496,8 @@ static void *client_thread(void *arg)
 
     log_line(LOG_INFO, "Client connected: %s", c->peer);
     /* Busy until this line is out, so that no eviction line precedes it. */
-    if (!c->t.handshaking)
-        mark_quiet(c);
-    serve_client(c);
+    if (c->t.handshaking || mark_quiet(c) == 0)
+        serve_client(c);
 
     /* Free the slot first, so a client that waits for our "disconnected"
      * line is never refused as one too many. */
@@ -481,6 +532,8 @@ static int take_slot_locked(server_state *srv, client_conn *c, int64_t now)
     slot->state = c->state;
     slot->fd = c->fd;
     slot->quiet_since = now;
+    slot->unit_start = c->t.handshaking ? now : -1; /* a handshake is a unit */
+    slot->unit_bytes = 0;
     slot->peer = c->peer;
     srv->clients++;
     srv->threads++;
@@ -512,18 +565,23 @@ static void deadline_timespec(struct timespec *ts, int64_t ms_from_now)
 static int evict_one_locked(server_state *srv, int64_t now)
 {
     struct timespec until;
+    conn_victim v;
     conn_slot *slot;
     uint64_t ticket;
-    long victim;
 
-    victim = conn_choose_victim(srv->slots, srv->high_water);
-    if (victim < 0)
+    v = conn_choose_victim(srv->slots, srv->high_water, now, srv->cfg->min_rate);
+    if (v.slot < 0)
         return -1;
-    slot = &srv->slots[victim];
+    slot = &srv->slots[v.slot];
     slot->state = CONN_SLOT_EVICTED;
-    log_line(LOG_INFO, "Evicted %s: idle %lld s, server full (limit %u)", slot->peer,
-             (long long)((now - slot->quiet_since) / 1000), srv->cfg->max_clients);
-    shutdown(slot->fd, SHUT_RDWR); /* its poll returns; it ends quietly */
+    if (v.reason == CONN_EVICT_IDLE)
+        log_line(LOG_INFO, "Evicted %s: idle %llu s, server full (limit %u)",
+                 slot->peer, (unsigned long long)v.value, srv->cfg->max_clients);
+    else
+        log_line(LOG_INFO, "Evicted %s: %llu bytes/s in a frame, server full "
+                 "(limit %u)", slot->peer, (unsigned long long)v.value,
+                 srv->cfg->max_clients);
+    shutdown(slot->fd, SHUT_RDWR); /* its poll or read returns; it ends quietly */
     ticket = ++srv->evictions;
     deadline_timespec(&until, SERVER_EVICTION_WAIT_MS);
     while (srv->evictions_done < ticket &&
@@ -579,6 +637,7 @@ static client_conn *new_conn(server_state *srv, int fd, const char *peer)
     c->t.accepted = c->t.quiet_since = c->t.last_bytes = now;
     c->t.frame_start = -1;
     c->t.handshaking = srv->cipher == SESSION_NOISE;
+    c->unit_start = c->t.handshaking ? now : -1;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     return c;
 }

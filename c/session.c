@@ -176,6 +176,14 @@ void session_pending(const session *s, size_t *header_bytes,
                      ? framing_decoder_length(&s->decoder) : 0;
 }
 
+uint64_t session_unit_bytes(const session *s)
+{
+    size_t header, payload;
+
+    framing_decoder_pending(&s->decoder, &header, &payload);
+    return (uint64_t)header + payload + (s->in_message ? s->msg_len : 0);
+}
+
 /* ---- xor ---------------------------------------------------------------- */
 
 static session_event xor_open(session *s, const uint8_t *payload, size_t len)

@@ -129,6 +129,10 @@ size_t session_sealed_payload(const session *s);
 void session_pending(const session *s, size_t *header_bytes,
                      size_t *payload_bytes, uint32_t *frame_len);
 
+/* Bytes received of the unit in progress: the partial frame's length and
+ * payload bytes, plus (noise) the message data of its earlier chunks. */
+uint64_t session_unit_bytes(const session *s);
+
 /* 1 when the stream ended between the chunks of a noise message. */
 int session_in_message(const session *s);
 

@@ -102,6 +102,7 @@ static void test_server_defaults(void)
     CHECK(p.cfg.frame_timeout == 10);
     CHECK(p.cfg.min_rate == 65536);
     CHECK(p.cfg.drain_timeout == 5);
+    CHECK(p.cfg.max_buffered == 268435456u);
     CHECK(p.cfg.cipher == CONFIG_CIPHER_XOR);
     CHECK_BYTES(p.cfg.key, p.cfg.key_len, "MY_SECRET_KEY", 13);
     CHECK(p.cfg.key_source == CONFIG_KEY_DEFAULT);
@@ -156,6 +157,15 @@ static void test_server_options(void)
     CHECK(p.cfg.frame_timeout == 86400);
     CHECK(p.cfg.min_rate == 1073741824u);
     CHECK(p.cfg.drain_timeout == 86400);
+    done(&p);
+
+    parse(&p, S, "1", "--max-buffered", "1048576", NULL);
+    CHECK(p.status == CONFIG_OK);
+    CHECK(p.cfg.max_buffered == 1048576u);
+    done(&p);
+    parse(&p, S, "1", "--max-buffered=1099511627776", NULL);
+    CHECK(p.status == CONFIG_OK);
+    CHECK(p.cfg.max_buffered == 1099511627776ull);
     done(&p);
 
     /* options after the positional, and the upper bounds */
@@ -215,6 +225,14 @@ static void test_server_errors(void)
     expect_usage("Invalid value for --drain-timeout: -1", S, "--drain-timeout",
                  "-1", "1", NULL);
     expect_usage("Missing value for --drain-timeout", S, "1", "--drain-timeout", NULL);
+    expect_usage("Invalid value for --max-buffered: 1048575", S, "--max-buffered",
+                 "1048575", "1", NULL);
+    expect_usage("Invalid value for --max-buffered: 1099511627777", S,
+                 "--max-buffered", "1099511627777", "1", NULL);
+    expect_usage("Invalid value for --max-buffered: 1e9", S, "--max-buffered",
+                 "1e9", "1", NULL);
+    expect_usage("Unknown option: --max-buffered", C, "h", "1", "--max-buffered",
+                 "1048576", NULL);
     expect_usage("Unknown option: --frame", S, "1", "--frame=3", NULL);
     /* server-only options are unknown to the client */
     expect_usage("Unknown option: --frame-timeout", C, "h", "1", "--frame-timeout", "3",

@@ -1,20 +1,12 @@
 /* test_conn.c - deadlines and the eviction choice (conn.h, PROTOCOL.md 9). */
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "conn.h"
-
-static const conn_limits defaults = {.idle_timeout = 300, .frame_timeout = 10,
-                                     .min_rate = 65536};
-
-/* A connection accepted at t = 1000 ms, quiet since then. */
-static conn_timing quiet_at(int64_t t)
-{
-    conn_timing c = {.accepted = t, .quiet_since = t, .last_bytes = t,
-                     .frame_start = -1};
-
-    return c;
-}
 
 static void test_frame_allowance(void)
 {
@@ -32,125 +24,205 @@ static void test_frame_allowance(void)
     CHECK(conn_ceil_seconds(10001) == 11);
 }
 
-static void test_idle_between_frames(void)
+/* ---- the shared case table (tests/vectors/conn_cases.tsv) ----------------- */
+
+#define CASES_PATH "../tests/vectors/conn_cases.tsv"
+#define CASE_FIELDS_MAX 64
+#define CASE_LINE_MAX 4096
+
+/* Splits line at tabs in place; returns the number of fields. */
+static size_t split_tabs(char *line, char **fields, size_t max)
 {
-    conn_timing t = quiet_at(1000);
-    conn_deadline d = conn_next_deadline(&defaults, &t);
+    size_t n = 0;
+    char *p = line;
 
-    CHECK(d.kind == CONN_WAIT_IDLE);
-    CHECK(d.at == 1000 + 300000);
-    CHECK(d.seconds == 300);
-    /* after a frame: counted from its end, not from accept */
-    t.quiet_since = 5000;
-    t.last_bytes = 4000;
-    d = conn_next_deadline(&defaults, &t);
-    CHECK(d.at == 5000 + 300000);
-    CHECK(conn_quiet(&t));
-
-    conn_limits never = defaults;
-    never.idle_timeout = 0;
-    d = conn_next_deadline(&never, &t);
-    CHECK(d.kind == CONN_WAIT_NONE);
-    CHECK(d.at == CONN_NEVER);
+    while (n < max) {
+        fields[n++] = p;
+        p = strchr(p, '\t');
+        if (p == NULL)
+            break;
+        *p++ = '\0';
+    }
+    return n;
 }
 
-static void test_frame_deadline(void)
+/* A whole decimal integer, or the case fails. */
+static int64_t num(const char *text, int *ok)
 {
-    conn_timing t = quiet_at(1000);
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0')
+        *ok = 0;
+    return (int64_t)v;
+}
+
+static conn_wait_kind wait_kind(const char *name, int *ok)
+{
+    static const char *const names[] = {"none", "idle", "frame", "handshake"};
+    static const conn_wait_kind kinds[] = {CONN_WAIT_NONE, CONN_WAIT_IDLE,
+                                           CONN_WAIT_FRAME, CONN_WAIT_HANDSHAKE};
+    size_t i;
+
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0)
+            return kinds[i];
+    *ok = 0;
+    return CONN_WAIT_DRAIN;
+}
+
+static void deadline_case(char **f, size_t n)
+{
+    int ok = n == 15;
+    conn_limits l;
+    conn_timing t;
     conn_deadline d;
+    conn_wait_kind kind;
+    int64_t at;
 
-    /* two header bytes: the length is unknown, 10 s from the first byte */
-    t.frame_start = 2000;
-    t.last_bytes = 2500;
-    d = conn_next_deadline(&defaults, &t);
-    CHECK(d.kind == CONN_WAIT_FRAME);
-    CHECK(d.at == 12000);
-    CHECK(d.seconds == 10);
-    CHECK(!conn_quiet(&t));
-    /* more bytes do not move it; the length, once known, adds len / rate */
-    t.last_bytes = 9000;
-    t.frame_len = 100000;
-    d = conn_next_deadline(&defaults, &t);
-    CHECK(d.at == 2000 + 10000 + 1526); /* 100000 / 65536 s = 1525.9 ms */
-    CHECK(d.seconds == 12);
-    /* a short idle timeout does not cut a frame in progress */
-    conn_limits short_idle = defaults;
-    short_idle.idle_timeout = 1;
-    d = conn_next_deadline(&short_idle, &t);
-    CHECK(d.kind == CONN_WAIT_FRAME);
-    /* --frame-timeout 0: no frame deadline; each wait may last the idle timeout */
-    conn_limits no_frame = defaults;
-    no_frame.frame_timeout = 0;
-    d = conn_next_deadline(&no_frame, &t);
-    CHECK(d.kind == CONN_WAIT_IDLE);
-    CHECK(d.at == 9000 + 300000);
+    if (!ok)
+        goto bad;
+    l.idle_timeout = (unsigned)num(f[2], &ok);
+    l.frame_timeout = (unsigned)num(f[3], &ok);
+    l.min_rate = (uint32_t)num(f[4], &ok);
+    t.accepted = num(f[5], &ok);
+    t.quiet_since = num(f[6], &ok);
+    t.last_bytes = num(f[7], &ok);
+    t.frame_start = num(f[8], &ok);
+    t.frame_len = (uint32_t)num(f[9], &ok);
+    t.handshaking = (int)num(f[10], &ok);
+    t.in_message = (int)num(f[11], &ok);
+    kind = wait_kind(f[12], &ok);
+    at = num(f[13], &ok);
+    if (!ok)
+        goto bad;
+    d = conn_next_deadline(&l, &t);
+    CHECK(d.kind == kind);
+    CHECK(d.at == (kind == CONN_WAIT_NONE ? CONN_NEVER : at));
+    CHECK(d.seconds == (unsigned)num(f[14], &ok));
+    /* quiet exactly when nothing is in progress */
+    CHECK(conn_quiet(&t) == (t.frame_start < 0 && !t.handshaking && !t.in_message));
+    if (d.kind != kind || d.at != (kind == CONN_WAIT_NONE ? CONN_NEVER : at))
+        fprintf(stderr, "  case: %s\n", f[1]);
+    return;
+bad:
+    CHECK(!"malformed deadline row");
+    fprintf(stderr, "  case: %s\n", n > 1 ? f[1] : f[0]);
 }
 
-static void test_handshake_deadline(void)
+/* One SLOT field of an evict row. */
+static int parse_slot(conn_slot *slot, char *text)
 {
-    conn_timing t = quiet_at(1000);
-    conn_deadline d;
+    char *a, *b;
+    int ok = 1;
 
-    t.handshaking = 1;
-    CHECK(!conn_quiet(&t));
-    d = conn_next_deadline(&defaults, &t);
-    CHECK(d.kind == CONN_WAIT_HANDSHAKE);
-    CHECK(d.at == 11000);
-    CHECK(d.seconds == 10);
-    /* a partial handshake frame: still the handshake deadline (earlier) */
-    t.frame_start = 3000;
-    d = conn_next_deadline(&defaults, &t);
-    CHECK(d.kind == CONN_WAIT_HANDSHAKE);
-    CHECK(d.at == 11000);
-    /* an idle timeout shorter than the handshake deadline comes first */
-    conn_limits short_idle = defaults;
-    t.frame_start = -1;
-    short_idle.idle_timeout = 2;
-    d = conn_next_deadline(&short_idle, &t);
-    CHECK(d.kind == CONN_WAIT_IDLE);
-    CHECK(d.at == 3000);
-    /* a tie goes to the handshake */
-    short_idle.idle_timeout = 10;
-    d = conn_next_deadline(&short_idle, &t);
-    CHECK(d.kind == CONN_WAIT_HANDSHAKE);
-    /* no frame timeout: no handshake deadline either */
-    conn_limits none = defaults;
-    none.frame_timeout = 0;
-    d = conn_next_deadline(&none, &t);
-    CHECK(d.kind == CONN_WAIT_IDLE);
+    memset(slot, 0, sizeof *slot);
+    slot->unit_start = -1;
+    a = strchr(text, ':');
+    if (a != NULL)
+        *a++ = '\0';
+    if (strcmp(text, "free") == 0 && a == NULL) {
+        slot->state = CONN_SLOT_FREE;
+    } else if (strcmp(text, "busy") == 0 && a == NULL) {
+        slot->state = CONN_SLOT_BUSY;
+    } else if (strcmp(text, "evicted") == 0 && a == NULL) {
+        slot->state = CONN_SLOT_EVICTED;
+    } else if (strcmp(text, "quiet") == 0 && a != NULL) {
+        slot->state = CONN_SLOT_QUIET;
+        slot->quiet_since = num(a, &ok);
+    } else if (strcmp(text, "unit") == 0 && a != NULL &&
+               (b = strchr(a, ':')) != NULL) {
+        *b++ = '\0';
+        slot->state = CONN_SLOT_BUSY;
+        slot->unit_start = num(a, &ok);
+        slot->unit_bytes = (uint64_t)num(b, &ok);
+    } else {
+        ok = 0;
+    }
+    return ok ? 0 : -1;
 }
 
-static void test_noise_between_chunks(void)
+static void evict_case(char **f, size_t n)
 {
-    conn_timing t = quiet_at(1000);
-    conn_deadline d;
+    conn_slot slots[CASE_FIELDS_MAX];
+    conn_evict_reason reason = CONN_EVICT_NONE;
+    conn_victim v;
+    int64_t now, want_slot, want_value;
+    uint32_t min_rate;
+    size_t i, count;
+    int ok = n >= 8;
 
-    t.in_message = 1; /* a MORE chunk ended; the next has not begun */
-    t.last_bytes = 4000;
-    t.quiet_since = 1000;
-    CHECK(!conn_quiet(&t));
-    d = conn_next_deadline(&defaults, &t);
-    CHECK(d.kind == CONN_WAIT_IDLE);
-    CHECK(d.at == 4000 + 300000);
+    if (!ok)
+        goto bad;
+    now = num(f[2], &ok);
+    min_rate = (uint32_t)num(f[3], &ok);
+    want_slot = num(f[4], &ok);
+    if (strcmp(f[5], "idle") == 0)
+        reason = CONN_EVICT_IDLE;
+    else if (strcmp(f[5], "slow") == 0)
+        reason = CONN_EVICT_SLOW;
+    else if (strcmp(f[5], "none") != 0)
+        ok = 0;
+    want_value = num(f[6], &ok);
+    count = n - 7;
+    for (i = 0; i < count; i++)
+        if (parse_slot(&slots[i], f[7 + i]) < 0)
+            ok = 0;
+    if (!ok)
+        goto bad;
+    v = conn_choose_victim(slots, count, now, min_rate);
+    CHECK(v.slot == want_slot);
+    CHECK(v.reason == reason);
+    CHECK(v.value == (uint64_t)want_value);
+    if (v.slot != want_slot || v.reason != reason || v.value != (uint64_t)want_value)
+        fprintf(stderr, "  case: %s (got slot %ld, value %llu)\n", f[1], v.slot,
+                (unsigned long long)v.value);
+    return;
+bad:
+    CHECK(!"malformed evict row");
+    fprintf(stderr, "  case: %s\n", n > 1 ? f[1] : f[0]);
 }
 
-static void test_choose_victim(void)
+static void test_case_table(void)
 {
-    conn_slot slots[6] = {
-        {.state = CONN_SLOT_BUSY, .quiet_since = 10},
-        {.state = CONN_SLOT_QUIET, .quiet_since = 500},
-        {.state = CONN_SLOT_FREE, .quiet_since = 0},
-        {.state = CONN_SLOT_QUIET, .quiet_since = 300},
-        {.state = CONN_SLOT_EVICTED, .quiet_since = 1},
-        {.state = CONN_SLOT_QUIET, .quiet_since = 300},
-    };
+    FILE *fp = fopen(CASES_PATH, "r");
+    char line[CASE_LINE_MAX], *fields[CASE_FIELDS_MAX + 8];
+    size_t n, len, deadlines = 0, evictions = 0;
 
-    CHECK(conn_choose_victim(slots, 6) == 3); /* oldest quiet, first on a tie */
-    CHECK(conn_choose_victim(slots, 3) == 1);
-    CHECK(conn_choose_victim(slots, 1) == -1);
-    CHECK(conn_choose_victim(slots, 0) == -1);
-    slots[1].state = slots[3].state = slots[5].state = CONN_SLOT_BUSY;
-    CHECK(conn_choose_victim(slots, 6) == -1);
+    CHECK(fp != NULL);
+    if (fp == NULL)
+        return;
+    while (fgets(line, sizeof line, fp) != NULL) {
+        len = strlen(line);
+        if (len > 0 && line[len - 1] == '\n')
+            line[--len] = '\0';
+        if (len == 0 || line[0] == '#')
+            continue;
+        n = split_tabs(line, fields, sizeof fields / sizeof fields[0]);
+        if (strcmp(fields[0], "deadline") == 0) {
+            deadline_case(fields, n);
+            deadlines++;
+        } else if (strcmp(fields[0], "evict") == 0) {
+            evict_case(fields, n);
+            evictions++;
+        } else {
+            CHECK(!"unknown row kind");
+        }
+    }
+    fclose(fp);
+    /* the table was read, not just opened */
+    CHECK(deadlines >= 10);
+    CHECK(evictions >= 10);
+}
+
+static void test_unit_rate(void)
+{
+    CHECK(conn_unit_rate(2, 1000, 1000) == 2);       /* under 1 s: 1 s */
+    CHECK(conn_unit_rate(65536, 0, 2000) == 32768);
+    CHECK(conn_unit_rate(5, 2000, 1000) == 5);       /* clock behind: 1 s */
+    CHECK(conn_unit_rate(UINT32_MAX, 0, 1000) == UINT32_MAX);
 }
 
 static void test_default_max_clients(void)
@@ -174,11 +246,8 @@ static void test_now_is_monotonic(void)
 int main(void)
 {
     RUN_TEST(test_frame_allowance);
-    RUN_TEST(test_idle_between_frames);
-    RUN_TEST(test_frame_deadline);
-    RUN_TEST(test_handshake_deadline);
-    RUN_TEST(test_noise_between_chunks);
-    RUN_TEST(test_choose_victim);
+    RUN_TEST(test_case_table);
+    RUN_TEST(test_unit_rate);
     RUN_TEST(test_default_max_clients);
     RUN_TEST(test_now_is_monotonic);
     return check_report("test_conn");
