@@ -40,7 +40,7 @@ import pytest
 from securemsg_lab import process, registry, timeouts
 from securemsg_lab.paths import REPO
 
-from tests.contract.invocations import ANY, ROWS, Row
+from .invocations import ANY, ROWS, Row
 
 TIMEOUT = timeouts.scaled(float(os.environ.get("SECUREMSG_CONTRACT_TIMEOUT", "10")))
 #: the two languages of PROTOCOL.md, as the registry knows them

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from dissector_support import (
+
+from .dissector_support import (
     Frame,
     HarnessError,
     LoopbackCapture,

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dissector_support import (
+
+from .dissector_support import (
     SyntheticTcp,
     ack_text,
     by_stream,

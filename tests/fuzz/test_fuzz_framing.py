@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from fuzz_support import mutated, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 from securemsg.errors import TruncatedFrame
@@ -17,6 +16,8 @@ from securemsg.framing import (
     TooSmall,
     encode_frame,
 )
+
+from .fuzz_support import mutated, seeds
 
 MAX_FRAME = 4096
 

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from fuzz_support import mutated, seeds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from securemsg.config import parse_server_args
@@ -24,7 +23,9 @@ from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.log import Logger, escape
 from securemsg.server import SecureMsgServer
 from securemsg.session import SessionFactory
-from test_fuzz_framing import reference
+
+from .fuzz_support import mutated, seeds
+from .test_fuzz_framing import reference
 
 XOR = XorCipher(DEFAULT_KEY)
 ERRORS = re.compile(

@@ -7,7 +7,6 @@ ciphertext never decrypts to a different message.
 
 from __future__ import annotations
 
-from fuzz_support import mutated, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 from securemsg import noise
@@ -21,7 +20,9 @@ from securemsg.session import (
     Session,
     XorSession,
 )
-from test_fuzz_framing import cut, read_sizes, reference
+
+from .fuzz_support import mutated, seeds
+from .test_fuzz_framing import cut, read_sizes, reference
 
 PSK = bytes(range(32))  # the key of the noise seeds in tests/fuzz/corpus
 MAX_MESSAGE = 200000

@@ -9,13 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import handout_solutions as sol
 import pytest
-from handout_pcap import connection_pcap
 from securemsg_lab.handout import procs
 from securemsg_lab.handout.cli import run_check
 from securemsg_lab.handout.result import Fail, Result
 from securemsg_lab.handout.workspace import REPO, Workspace, start
+
+from . import handout_solutions as sol
+from .handout_pcap import connection_pcap
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -144,7 +144,7 @@ def test_conversation_then_sigterm() -> None:
 def test_sigint_with_a_connected_client() -> None:
     server = ServerProcess()
     sock = connect(server.port)
-    time.sleep(0.2)  # let the server log the connection
+    assert server.process.out.wait_for(r"^\[INFO\] Client connected: ", timeout=scaled(10))
     status, out, err = server.stop(signal.SIGINT)
     sock.close()
     assert status == 0
@@ -206,3 +206,15 @@ def test_second_signal_during_shutdown_still_exits_0(signals: tuple[int, int]) -
         assert err == b"", (rounds, err)
         rounds += 1
     assert rounds >= 5
+
+
+def test_xor_mode_does_not_import_cryptography() -> None:
+    """The seed's mode runs on a bare interpreter: no cryptography, no PyNaCl loaded."""
+    code = (
+        "import sys; import securemsg.server, securemsg.client;"
+        "from securemsg.session import SessionFactory;"
+        "SessionFactory('xor', b'k', 64).new_session(True);"
+        "print(any(m.split('.')[0] in ('cryptography', 'nacl') for m in sys.modules))"
+    )
+    result = run_program([sys.executable, "-c", code], timeout=scaled(30), cwd=PYTHON_DIR)
+    assert (result.exit_code, result.stdout.strip()) == (0, b"False"), result.stderr

@@ -14,7 +14,8 @@ from securemsg.framing import FrameDecoder, encode_frame
 from securemsg.log import Logger
 from securemsg.server import SecureMsgServer
 from securemsg.session import SessionFactory
-from unit_support import Capture, connect, recv_frame, running_server, wait_closed
+
+from tests.support.unit_support import Capture, connect, recv_frame, running_server, wait_closed
 
 XOR = XorCipher(DEFAULT_KEY)
 

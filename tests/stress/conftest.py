@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from securemsg_lab import registry
-from stress_support import ROOT, Figures, ServerUnderTest, scale_name
+
+from .stress_support import ROOT, Figures, ServerUnderTest, scale_name
 
 RESULTS = ROOT / "results" / "stress"
 IMPLEMENTATIONS = ("c", "python")

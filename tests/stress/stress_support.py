@@ -16,7 +16,8 @@ from typing import Any
 from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.framing import encode_frame
 from securemsg_lab import process, registry
-from unit_support import connect, recv_exactly
+
+from tests.support.unit_support import connect, recv_exactly
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"

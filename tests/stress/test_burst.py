@@ -11,7 +11,8 @@ import time
 
 import pytest
 from securemsg.framing import encode_frame
-from stress_support import HOST, XOR, percentiles, scale_name, scaled
+
+from .stress_support import HOST, XOR, percentiles, scale_name, scaled
 
 MESSAGE = b"burst"
 

@@ -11,7 +11,8 @@ import threading
 import time
 
 import pytest
-from stress_support import connect, exchange, scaled
+
+from .stress_support import connect, exchange, scaled
 
 
 class LoopingClient:

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from stress_support import HOST, percentiles, real_client_latency, scaled
+
+from .stress_support import HOST, percentiles, real_client_latency, scaled
 
 KINDS = ("idle", "two_bytes", "half_handshake")
 FIRST_BYTES = {

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from stress_support import (
+
+from .stress_support import (
     ServerUnderTest,
     connect,
     junk_bytes,

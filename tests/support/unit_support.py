@@ -1,6 +1,5 @@
 """Helpers shared by the in-process server tests (tests/unit, tests/local; the socket ones
-by tests/stress too); pytest.ini puts this directory on the path (`pythonpath`), so they
-import it by name."""
+by tests/stress too), imported as ``tests.support.unit_support``."""
 
 from __future__ import annotations
 

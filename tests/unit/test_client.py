@@ -15,7 +15,8 @@ from securemsg.config import parse_client_args
 from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.framing import encode_frame
 from securemsg.log import Logger
-from unit_support import Capture, recv_frame, running_server
+
+from tests.support.unit_support import Capture, recv_frame, running_server
 
 XOR = XorCipher(DEFAULT_KEY)
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 from securemsg.crypto import DEFAULT_KEY, XorCipher, xor
-from unit_support import load_vectors
+
+from tests.support.unit_support import load_vectors
 
 CASES = load_vectors("xor.json")
 

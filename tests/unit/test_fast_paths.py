@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from securemsg import crypto, crypto_fast, log, log_fast
-from unit_support import load_vectors
+
+from tests.support.unit_support import load_vectors
 
 ESCAPE_CASES = load_vectors("escape.json")
 XOR_CASES = load_vectors("xor.json")

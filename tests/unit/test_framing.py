@@ -12,7 +12,8 @@ from securemsg.framing import (
     TooSmall,
     encode_frame,
 )
-from unit_support import load_vectors
+
+from tests.support.unit_support import load_vectors
 
 CASES = load_vectors("xor.json")
 

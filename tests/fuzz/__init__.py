@@ -1,0 +1,1 @@
+"""Property-based fuzzing of the framing, the session and both servers."""

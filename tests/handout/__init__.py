@@ -1,0 +1,1 @@
+"""The lab handout's tasks, checked against worked solutions."""

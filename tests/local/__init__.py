@@ -1,0 +1,1 @@
+"""Tests that run the programs as local processes (no Docker)."""

@@ -1,0 +1,1 @@
+"""Both servers under load (SECUREMSG_STRESS=short|long)."""
