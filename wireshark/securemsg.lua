@@ -13,7 +13,8 @@ local DIR_C2S, DIR_S2C = 0, 1
 local MODE_AUTO, MODE_XOR, MODE_NOISE = 0, 1, 2
 local NOISE_HANDSHAKE_LEN, NOISE_KEY_LEN, NOISE_TAG_LEN = 48, 32, 16
 local NOISE_MIN_TRANSPORT, NOISE_MAX_TRANSPORT = 17, 65535
-local DEFAULT_PORTS = "5000-5003"
+local DEFAULT_PORTS = "5000-5003,5100-5103"
+local NOISE_CHUNK_DATA = 65518 -- message data bytes of a full chunk
 local INFO_TEXT_MAX = 40
 
 -- Lua 5.2 has bit32, Lua 5.3+ the ~ operator (kept out of the parser's way with load).
@@ -24,8 +25,9 @@ local unpack = table.unpack or unpack
 -- Preferences --------------------------------------------------------------------------
 
 proto.prefs.ports = Pref.range("Server TCP ports", DEFAULT_PORTS,
-    "TCP ports that securemsg servers listen on (the lab's: 5000-5003). The side on one of "
-    .. "these ports is the server.", 65535)
+    "TCP ports that securemsg servers listen on (the Docker lab's: 5000-5003; the handout's "
+    .. "local servers: 5100-5103). The side on one of these ports is the server. A port "
+    .. "another dissector owns (X11: 6000-6063) is taken over only when listed here.", 65535)
 proto.prefs.mode = Pref.enum("Cipher", MODE_AUTO,
     "How frames are read: auto guesses per connection from its first frame (a 48-byte "
     .. "frame that does not decrypt to text with the xor key is a Noise handshake)",
@@ -81,6 +83,8 @@ local f = {
     noise_tag = ProtoField.bytes("securemsg.noise.tag", "Tag (Poly1305)"),
     noise_nonce = ProtoField.uint64("securemsg.noise.nonce", "Nonce n", base.DEC, nil, nil,
         "The transport counter of this direction: 0 for the first chunk after the handshake"),
+    noise_hs1_in = ProtoField.framenum("securemsg.noise.hs1_in", "Handshake message 1 in frame",
+        base.NONE, frametype and frametype.REQUEST),
     noise_data_len = ProtoField.uint32("securemsg.noise.data_len", "Message data length",
         base.DEC, nil, nil, "Bytes of message data in this chunk: length - 1 marker - 16 tag"),
 }
@@ -108,9 +112,18 @@ local ef = {
     partial = ProtoExpert.new("securemsg.partial",
         "Frame continues beyond this segment (TCP reassembly is off)",
         group.REASSEMBLE, severity.NOTE),
+    bad_key = ProtoExpert.new("securemsg.bad_key",
+        "XOR key preference is not a usable key: nothing decrypted",
+        group.PROTOCOL, severity.ERROR),
+    incomplete = ProtoExpert.new("securemsg.noise.incomplete",
+        "Noise handshake incomplete: the connection closed after message 1 (wrong key or cipher?)",
+        group.SEQUENCE, severity.WARN),
+    ack_digits = ProtoExpert.new("securemsg.noise.ack_len",
+        "Noise ACK length does not fit 'ACK: Received N bytes' for its request",
+        group.PROTOCOL, severity.WARN),
 }
 proto.experts = { ef.too_large, ef.unparsed, ef.not_ack, ef.ack_mismatch, ef.bad_handshake,
-    ef.bad_transport, ef.partial }
+    ef.bad_transport, ef.partial, ef.bad_key, ef.incomplete, ef.ack_digits }
 
 local tcp_stream_field = Field.new("tcp.stream")
 local tcp_seq_field = Field.new("tcp.seq")
@@ -122,9 +135,10 @@ local tcp_seq_field = Field.new("tcp.seq")
 
 local streams = {} -- tcp.stream -> { server_port, mode, count[dir], requests, broken[dir] }
 local frames = {}  -- frame key -> { dir, index, mode, request }
+local closes = {}  -- frame number -> { dir, hs1 }: the close of an incomplete handshake
 
 function proto.init()
-    streams, frames = {}, {}
+    streams, frames, closes = {}, {}, {}
 end
 
 -- Preference helpers -------------------------------------------------------------------
@@ -160,14 +174,23 @@ local function hex_to_bytes(hex)
     return (hex:gsub("%x%x", function(pair) return string.char(tonumber(pair, 16)) end))
 end
 
+-- The key of the preference, or nil and why it is not one. A bad preference decrypts
+-- nothing (an expert error says so): a silent fallback key would show wrong plaintexts.
 local function current_key()
     local text = proto.prefs.xor_key or ""
     local hex = text:match("^hex:(.*)$")
-    local key = hex and hex_to_bytes(hex:gsub("%s", "")) or text
-    if key == nil or key == "" then
-        return "MY_SECRET_KEY"
+    if hex then
+        local key = hex_to_bytes((hex:gsub("%s", "")))
+        if key == nil then
+            return nil, string.format("XOR key preference %q: after hex: give an even number "
+                .. "of hex digits (0-9, a-f)", text)
+        end
+        text = key
     end
-    return key
+    if text == "" then
+        return nil, "XOR key preference is empty"
+    end
+    return text
 end
 
 local registered_ports = ""
@@ -210,46 +233,79 @@ local function xor_string(data, key)
     return table.concat(out)
 end
 
+-- The length of the UTF-8 sequence at s[i] (1..4), or nil when it is not well formed.
+local function utf8_seq_len(s, i)
+    local c = s:byte(i)
+    local extra
+    if c < 0x80 then
+        return 1
+    elseif c >= 0xc2 and c <= 0xdf then
+        extra = 1
+    elseif c >= 0xe0 and c <= 0xef then
+        extra = 2
+    elseif c >= 0xf0 and c <= 0xf4 then
+        extra = 3
+    else
+        return nil
+    end
+    for k = 1, extra do
+        local cc = s:byte(i + k)
+        if cc == nil or cc < 0x80 or cc > 0xbf then
+            return nil
+        end
+    end
+    return extra + 1
+end
+
 -- Well-formed UTF-8 without control characters (tab, newline and return allowed): what a
 -- typed message looks like, and what random ciphertext almost never is.
 local function looks_like_text(s)
-    local i, n = 1, #s
-    while i <= n do
+    local i = 1
+    while i <= #s do
         local c = s:byte(i)
-        local extra
-        if c < 0x20 then
-            if c ~= 9 and c ~= 10 and c ~= 13 then
-                return false
-            end
-            extra = 0
-        elseif c < 0x7f then
-            extra = 0
-        elseif c >= 0xc2 and c <= 0xdf then
-            extra = 1
-        elseif c >= 0xe0 and c <= 0xef then
-            extra = 2
-        elseif c >= 0xf0 and c <= 0xf4 then
-            extra = 3
-        else
+        if (c < 0x20 and c ~= 9 and c ~= 10 and c ~= 13) or c == 0x7f then
             return false
         end
-        for k = 1, extra do
-            local cc = s:byte(i + k)
-            if cc == nil or cc < 0x80 or cc > 0xbf then
-                return false
-            end
+        local n = utf8_seq_len(s, i)
+        if n == nil then
+            return false
         end
-        i = i + 1 + extra
+        i = i + n
     end
     return true
 end
 
+local C_ESCAPES = { [9] = "\\t", [10] = "\\n", [13] = "\\r" }
+
+-- The Info column's text, escaped as the Plaintext field shows it: each byte that is not
+-- UTF-8 as U+FFFD, control characters as \n or octal \ooo (a wrong key decrypts to
+-- anything; a column must stay valid UTF-8). At most INFO_TEXT_MAX characters.
 local function info_text(s)
-    local shown = s:sub(1, INFO_TEXT_MAX):gsub("[%c\127]", ".")
-    if #s > INFO_TEXT_MAX then
-        shown = shown .. "…"
+    local out, i, shown = {}, 1, 0
+    while i <= #s and shown < INFO_TEXT_MAX do
+        local n = utf8_seq_len(s, i)
+        local piece = n and s:sub(i, i + n - 1) or "\239\191\189"
+        local c = s:byte(i)
+        if n == 1 and (c < 0x20 or c == 0x7f) then
+            piece = C_ESCAPES[c] or string.format("\\%03o", c)
+        end
+        out[#out + 1] = piece
+        shown = shown + 1
+        i = i + (n or 1)
     end
-    return '"' .. shown .. '"'
+    return '"' .. table.concat(out) .. (i <= #s and "…" or "") .. '"'
+end
+
+-- Four printable ASCII bytes where a length prefix should be ("GET ", "HTTP", "SSH-"):
+-- a text protocol, not a frame (as a length it is at least 0x20202020, over 500 MB).
+local function ascii_word(tvb, offset)
+    for i = 0, 3 do
+        local c = tvb(offset + i, 1):uint()
+        if c < 0x20 or c > 0x7e then
+            return false
+        end
+    end
+    return true
 end
 
 -- Connection state ---------------------------------------------------------------------
@@ -281,6 +337,9 @@ local function stream_state(pinfo, heuristic_port)
             count = { [DIR_C2S] = 0, [DIR_S2C] = 0 },
             requests = {},
             broken = {},
+            handshake = {}, -- noise: frame number of each direction's handshake message
+            noise_msgs = {}, -- noise: the client's messages in order (noise_chunk)
+            acks = 0,
         }
         streams[id] = st
     end
@@ -295,8 +354,48 @@ local function guess_mode(tvb, offset, length)
     if length ~= NOISE_HANDSHAKE_LEN then
         return MODE_XOR
     end
-    local plain = xor_string(tvb:raw(offset + 4, length), current_key())
+    local key = current_key()
+    if key == nil then
+        return MODE_NOISE -- no key to tell text by: a 48-byte first frame is a handshake
+    end
+    local plain = xor_string(tvb:raw(offset + 4, length), key)
     return looks_like_text(plain) and MODE_XOR or MODE_NOISE
+end
+
+-- Noise: which message a transport chunk belongs to, tied by order as in xor mode. The
+-- marker that ends a message is encrypted, but both programs fill every chunk but the
+-- last (65518 data bytes), and the server answers each message with one ACK chunk: a
+-- client chunk shorter than a full one ends its message, and an ACK ends the message it
+-- answers (a message of an exact multiple of 65518 bytes).
+local function noise_chunk(st, info, length, pinfo)
+    if length < NOISE_MIN_TRANSPORT then
+        return
+    end
+    local data_len = length - 1 - NOISE_TAG_LEN
+    local msgs = st.noise_msgs
+    if info.dir == DIR_C2S then
+        local msg = st.open_msg
+        if msg == nil then
+            msg = { frame = pinfo.number, len = 0, index = #msgs + 1 }
+            msgs[#msgs + 1] = msg
+            st.open_msg = msg
+        end
+        msg.len = msg.len + data_len
+        if data_len < NOISE_CHUNK_DATA then
+            st.open_msg = nil
+        end
+        info.request = msg
+    else
+        st.acks = st.acks + 1
+        local msg = msgs[st.acks]
+        if msg then
+            if msg == st.open_msg then
+                st.open_msg = nil
+            end
+            msg.ack_frame = msg.ack_frame or pinfo.number
+            info.request = msg
+        end
+    end
 end
 
 -- The frame's place on its connection, decided once (first pass) and remembered.
@@ -307,7 +406,13 @@ local function frame_info(tvb, offset, length, pinfo, st, dir)
         st.mode = st.mode or guess_mode(tvb, offset, length)
         st.count[dir] = st.count[dir] + 1
         info = { dir = dir, index = st.count[dir], mode = st.mode }
-        if dir == DIR_C2S then
+        if st.mode == MODE_NOISE then
+            if info.index == 1 then
+                st.handshake[dir] = pinfo.number
+            else
+                noise_chunk(st, info, length, pinfo)
+            end
+        elseif dir == DIR_C2S then
             st.requests[info.index] = { len = length, frame = pinfo.number }
         else
             info.request = st.requests[info.index]
@@ -348,7 +453,12 @@ local function dissect_xor(tvb, offset, length, pinfo, ftree, info, st)
         summary = '""'
     else
         ftree:add(f.payload, tvb(offset + 4, length))
-        local plain = xor_string(tvb:raw(offset + 4, length), current_key())
+        local key, problem = current_key()
+        if key == nil then
+            ftree:add_proto_expert_info(ef.bad_key, problem)
+            return "(not decrypted: bad key preference)"
+        end
+        local plain = xor_string(tvb:raw(offset + 4, length), key)
         local ptvb = ByteArray.new(plain, true):tvb("Decrypted securemsg")
         ftree:add_packet_field(f.plaintext, ptvb(), ENC_UTF_8)
         summary = info_text(plain)
@@ -385,6 +495,29 @@ local function dissect_handshake(tvb, offset, length, ftree, msg_type)
         or "Handshake message 2 (e, ee)"
 end
 
+-- A client chunk links to its message's ACK; an ACK chunk to the message it answers, whose
+-- length N must fit its size: "ACK: Received N bytes" is 20 bytes plus N's digits.
+local function add_noise_ties(ftree, info, data_len)
+    local msg = info.request
+    if msg == nil then
+        return
+    end
+    if info.dir == DIR_C2S then
+        if msg.ack_frame then
+            ftree:add(f.ack_in, msg.ack_frame):set_generated()
+        end
+        return
+    end
+    ftree:add(f.request_in, msg.frame):set_generated()
+    local item = ftree:add(f.request_len, msg.len):set_generated()
+    local want = #string.format("ACK: Received %d bytes", msg.len)
+    if data_len ~= want then
+        item:add_proto_expert_info(ef.ack_digits, string.format(
+            "ACK chunk of %d data bytes; 'ACK: Received %d bytes' (message #%d, frame %d) is %d",
+            data_len, msg.len, msg.index, msg.frame, want))
+    end
+end
+
 local function dissect_transport(tvb, offset, length, ftree, info)
     ftree:add(f.noise_type, NOISE_TRANSPORT):set_generated()
     local n = info.index - 2 -- the handshake took one frame of each direction
@@ -404,6 +537,7 @@ local function dissect_transport(tvb, offset, length, ftree, info)
     end
     ftree:add(f.noise_tag, tvb(body + 1 + data_len, NOISE_TAG_LEN))
     ftree:add(f.noise_data_len, data_len):set_generated()
+    add_noise_ties(ftree, info, data_len)
     return string.format("Transport n=%d (%d data bytes)", n, data_len)
 end
 
@@ -487,6 +621,16 @@ local function dissect_payload(tvb, pinfo, tree, heuristic_port)
         return 0 -- snapped packet: frames cannot be followed
     end
     local st = stream_state(pinfo, heuristic_port)
+    if st.foreign then
+        return 0
+    end
+    if not st.started then -- the connection's first data decides
+        if total >= 4 and ascii_word(tvb, 0) and tvb(0, 4):uint() > frame_limit(st) then
+            st.foreign = true -- HTTP or another text protocol on our port: not ours
+            return 0
+        end
+        st.started = true
+    end
     local dir = pinfo.dst_port == st.server_port and DIR_C2S or DIR_S2C
     if st.broken[dir] and pinfo.number > st.broken[dir] then
         dissect_unparsed(tvb, pinfo, tree, dir)
@@ -545,7 +689,7 @@ local function whole_frames(tvb)
 end
 
 local function heuristic(tvb, pinfo, tree)
-    if tvb:len() < 4 or tvb:len() ~= tvb:reported_len() then
+    if tvb:len() < 4 or tvb:len() ~= tvb:reported_len() or ascii_word(tvb, 0) then
         return false
     end
     local lengths = whole_frames(tvb)
@@ -556,8 +700,9 @@ local function heuristic(tvb, pinfo, tree)
     local first_data = seq and seq.value == 1
     local server_port = pinfo.dst_port
     local claim = first_data and #lengths == 1 and lengths[1] == NOISE_HANDSHAKE_LEN
-    if not claim then
-        local key, offset, texts = current_key(), 0, 0
+    local key = current_key()
+    if not claim and key then
+        local offset, texts = 0, 0
         for _, length in ipairs(lengths) do
             local plain = xor_string(tvb:raw(offset + 4, length), key)
             if length > 0 and not looks_like_text(plain) then
@@ -579,6 +724,57 @@ local function heuristic(tvb, pinfo, tree)
     return true
 end
 
+-- Closes: a Noise connection that ends after handshake message 1 --------------------------
+-- A server that cannot authenticate message 1 (wrong PSK, or an xor client) closes without
+-- answering: the capture then holds one handshake message and a FIN or RST. Those carry no
+-- data, so a postdissector (it sees every packet) marks that close on the first pass.
+
+local tcp_fin_field = Field.new("tcp.flags.fin")
+local tcp_rst_field = Field.new("tcp.flags.reset")
+local close_proto = Proto("securemsg_close", "securemsg connection close")
+
+local function flag_set(field)
+    local value = field()
+    return value ~= nil and (value.value == true or value.value == 1)
+end
+
+local function note_close(pinfo)
+    local id = tcp_stream_field()
+    local st = id and streams[id.value]
+    if st == nil or st.mode ~= MODE_NOISE or st.close_seen then
+        return
+    end
+    if not (flag_set(tcp_fin_field) or flag_set(tcp_rst_field)) then
+        return
+    end
+    st.close_seen = true
+    if st.handshake[DIR_C2S] and not st.handshake[DIR_S2C] then
+        local dir = pinfo.src_port == st.server_port and DIR_S2C or DIR_C2S
+        closes[pinfo.number] = { dir = dir, hs1 = st.handshake[DIR_C2S] }
+    end
+end
+
+function close_proto.dissector(tvb, pinfo, tree)
+    if not pinfo.visited then
+        note_close(pinfo)
+    end
+    local close = closes[pinfo.number]
+    if close == nil then
+        return
+    end
+    local who = close.dir == DIR_S2C and "server" or "client"
+    local ftree = tree:add(proto, tvb(0, 0))
+    ftree:add(f.direction, close.dir):set_generated()
+    ftree:add(f.mode, MODE_NOISE):set_generated()
+    ftree:add(f.noise_hs1_in, close.hs1):set_generated()
+    ftree:add_proto_expert_info(ef.incomplete, string.format("Noise handshake incomplete: "
+        .. "the %s closed after message 1 (frame %d) without message 2 (wrong key or "
+        .. "cipher?)", who, close.hs1))
+    ftree:append_text(", handshake incomplete: the " .. who .. " closed")
+    pinfo.cols.info:append(" [securemsg: handshake incomplete, the " .. who .. " closed]")
+end
+
 register_ports()
 tcp_table:add_for_decode_as(proto)
+register_postdissector(close_proto)
 proto:register_heuristic("tcp", heuristic)

@@ -167,6 +167,22 @@ def run_tshark(tshark: str, pcap: Path, *options: str) -> list[Frame]:
     return parse_tshark_json(stdout)
 
 
+def tshark_columns(tshark: str, pcap: Path, *options: str) -> list[tuple[int, str, str]]:
+    """(frame number, Protocol column, Info column) of every packet, the dissector loaded."""
+    argv = [tshark, "-n", "-X", f"lua_script:{LUA}", "-r", str(pcap), "-T", "fields",
+            "-E", "separator=/t", "-e", "frame.number", "-e", "_ws.col.Protocol",
+            "-e", "_ws.col.Info", *options]
+    proc = process.run(argv, role="tshark", timeout=timeouts.scaled(180))
+    if proc.exit_code != 0 or any("Lua" in line for line in proc.err_lines):
+        raise AssertionError(f"{argv} exited {proc.exit_code}:\n"
+                             + proc.stderr.decode(errors="replace"))
+    rows = []
+    for line in proc.stdout.decode("utf-8").splitlines():  # strict: the columns are UTF-8
+        number, protocol, info = line.split("\t", 2)
+        rows.append((int(number), protocol, info))
+    return rows
+
+
 def by_stream(frames: list[Frame]) -> dict[int, list[Frame]]:
     streams: dict[int, list[Frame]] = {}
     for frame in frames:
@@ -210,10 +226,11 @@ class SyntheticTcp:
         self._packet(from_client, 0x18, payload)  # PSH, ACK
         return self
 
-    def close(self) -> SyntheticTcp:
-        self._packet(True, 0x11)
-        self._packet(False, 0x11)
-        self._packet(True, 0x10)
+    def close(self, by_client: bool = True) -> SyntheticTcp:
+        """FIN from one side, FIN from the other, the last ACK."""
+        self._packet(by_client, 0x11)
+        self._packet(not by_client, 0x11)
+        self._packet(by_client, 0x10)
         return self
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from securemsg_lab import process, timeouts
 
 from .dissector_support import (
     Frame,
@@ -59,6 +60,7 @@ class Session:
     split: bool = False        # the first client frame crossed several segments
     coalesced: bool = False    # two client frames shared one segment
     oversize: int = 0          # the length of an oversize header sent instead
+    wrong_key: bool = False    # a noise client with another PSK: the server closes
     frames: list[Frame] = field(default_factory=list)
 
 
@@ -117,6 +119,16 @@ def raw_noise_session(server: str, port: int, psk: bytes) -> Session:
                    coalesced=True)
 
 
+def wrong_key_session(server: str, port: int, wrong_key: Path) -> Session:
+    """A Python client whose PSK differs: the server closes after handshake message 1."""
+    argv = client_argv("python", "noise", wrong_key, port, "never sent")
+    proc = process.run(argv, role="client", timeout=timeouts.scaled(60))
+    output = (proc.stdout + proc.stderr).decode(errors="replace")
+    if proc.exit_code != 1 or "Handshake failed" not in output:
+        raise HarnessError(f"a wrong-key client to {server}: exit {proc.exit_code}, {output!r}")
+    return Session(f"wrong-key-to-{server}", "noise", server, port, [], wrong_key=True)
+
+
 def run_sessions(ports: dict[tuple[str, str], int], key: Path) -> list[Session]:
     sessions: list[Session] = []
     for (server, cipher), port in ports.items():
@@ -127,6 +139,9 @@ def run_sessions(ports: dict[tuple[str, str], int], key: Path) -> list[Session]:
             sessions += raw_xor_sessions(server, port)
         else:
             sessions.append(raw_noise_session(server, port, key.read_bytes()))
+            wrong = key.with_name("wrong.psk")
+            wrong.write_bytes(bytes(b ^ 0xFF for b in key.read_bytes()))
+            sessions.append(wrong_key_session(server, port, wrong))
     return sessions
 
 
@@ -236,6 +251,10 @@ def test_noise_session_labelled(captured: Captured, name: str) -> None:
     assert len(up) - 1 == expected_chunks
     assert sum(f.number("noise.data_len") or 0 for f in up[1:]) == sum(sent)
     assert [f.number("noise.data_len") for f in down[1:]] == [len(ack_text(n)) for n in sent]
+    # each ACK tied to its message by order: the request's length, its first chunk
+    assert [f.number("request_len") for f in down[1:]] == sent
+    up_packets = {f.packet for f in up[1:]}
+    assert all(f.number("request_in") in up_packets for f in down[1:])
     assert all(f.get("plaintext") is None for f in session.frames)
     assert all(f.number("mode") == 2 and f.experts == [] for f in session.frames)
     check_layout(session, up)
@@ -248,6 +267,17 @@ def test_oversize_frame_flagged(captured: Captured, server: str) -> None:
     assert [f.number("length") for f in up] == [session.oversize]
     assert any("above the maximum frame" in e for e in up[0].experts), up[0].experts
     assert down == []  # the server closed without an answer
+
+
+@pytest.mark.parametrize("server", LANGS)
+def test_wrong_key_handshake_flagged(captured: Captured, server: str) -> None:
+    """Only message 1, then the server's close: flagged as an incomplete handshake."""
+    session = find(captured, f"wrong-key-to-{server}")
+    up, down = check_directions(session)
+    assert [f.number("noise.msg_type") for f in up] == [1] and up[0].experts == []
+    assert len(down) == 1 and down[0].number("noise.hs1_in") == up[0].packet
+    assert any("handshake incomplete: the server closed" in e for e in down[0].experts), (
+        down[0].experts)
 
 
 def test_heuristic_without_port_preference(captured: Captured) -> None:
@@ -278,7 +308,8 @@ def test_decode_as_one_port(captured: Captured) -> None:
 
 
 def test_sessions_all_captured(captured: Captured) -> None:
-    """Guards the catalogue: 8 program pairs x 2 sessions, 2 x 3 raw xor, 2 raw noise."""
-    assert len(captured.sessions) == 16 + 6 + 2
+    """Guards the catalogue: 8 program pairs x 2 sessions, 2 x 3 raw xor, 2 raw noise,
+    2 wrong-key noise clients."""
+    assert len(captured.sessions) == 16 + 6 + 2 + 2
     if any(not s.frames for s in captured.sessions):
         raise HarnessError(f"sessions without frames: {[s.name for s in captured.sessions]}")

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from .dissector_support import (
+    NoisePeer,
     SyntheticTcp,
     ack_text,
     by_stream,
     frame,
     run_tshark,
+    tshark_columns,
     tshark_path,
     write_pcap,
     xor,
@@ -64,10 +66,48 @@ def test_worked_example_on_the_default_port(tshark: str, tmp_path: Path) -> None
 
 
 def test_every_lab_port_and_no_other(tshark: str, tmp_path: Path) -> None:
-    sessions = [xor_session(41000 + port, port, [b"p%d" % port]) for port in (5000, 5003, 5004)]
+    """The Docker lab's 5000-5003 and the handout's local 5100-5103, by port alone."""
+    ports = (5000, 5003, 5004, 5100, 5103, 5104)
+    sessions = [xor_session(41000 + i, port, [b"p%d" % port]) for i, port in enumerate(ports)]
     pcap = write_pcap(tmp_path / "ports.pcap", sessions)
     frames = run_tshark(tshark, pcap, "--disable-heuristic", "securemsg_tcp")
-    assert sorted({f.get("plaintext") for f in frames if f.direction == 0}) == ["p5000", "p5003"]
+    assert sorted({f.get("plaintext") for f in frames if f.direction == 0}) == [
+        "p5000", "p5003", "p5100", "p5103"]
+
+
+def test_x11_ports_need_a_claim(tshark: str, tmp_path: Path) -> None:
+    """Wireshark's X11 dissector owns 6000-6063 and wins over the heuristic: a server there
+    decodes only with Decode As or the ports preference (wireshark/README.md says so)."""
+    pcap = write_pcap(tmp_path / "x11.pcap", [xor_session(41500, 6000, [b"on x11", b""]),
+                                              xor_session(41501, 6063, [b"x11 too"])])
+    assert run_tshark(tshark, pcap) == []
+    rows = tshark_columns(tshark, pcap)
+    assert any(protocol == "X11" for _, protocol, _ in rows), rows
+    decode_as = run_tshark(tshark, pcap, "-d", "tcp.port==6000,securemsg")
+    assert [f.get("plaintext") for f in decode_as] == [
+        "on x11", "ACK: Received 6 bytes", "", "ACK: Received 0 bytes"]
+    by_pref = run_tshark(tshark, pcap, "-o", "securemsg.ports:6000-6063")
+    assert [f.get("plaintext") for f in by_pref if f.direction == 0] == ["on x11", "", "x11 too"]
+
+
+HTTP_REQUEST = (b" /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: curl/7.88.1\r\n"
+                b"Content-Length: 0\r\n\r\n")
+HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+
+
+@pytest.mark.parametrize("method", [b"GET", b"POST", b"OPTIONS"])
+def test_http_is_handed_back(tshark: str, tmp_path: Path, method: bytes) -> None:
+    """HTTP on a securemsg port (5002) and on another port: not frames ("GET " would be a
+    length of 1195725856); the port dissector hands the stream back to HTTP."""
+    request = method + HTTP_REQUEST
+    sessions = [SyntheticTcp(41600 + port % 10, port).open().send(True, request)
+                .send(False, HTTP_RESPONSE).close() for port in (5002, 39080)]
+    pcap = write_pcap(tmp_path / "http.pcap", sessions)
+    assert run_tshark(tshark, pcap) == []
+    protocols = [protocol for _, protocol, _ in tshark_columns(tshark, pcap)]
+    assert protocols.count("HTTP") == 4, protocols
+    raised = run_tshark(tshark, pcap, "-o", "securemsg.max_frame:4294967295")
+    assert raised == []  # a text protocol's first bytes, whatever the limit
 
 
 def test_ports_preference_and_decode_as(tshark: str, tmp_path: Path) -> None:
@@ -110,6 +150,60 @@ def test_noise_walkthrough(tshark: str, tmp_path: Path) -> None:
     assert hi.raw("noise.tag") == HI[3:] and hi.number("noise.data_len") == 2
     assert ack.number("noise.data_len") == len(ack_text(2))
     assert all(f.get("plaintext") is None for f in (hs1, hs2, hi, ack))
+    assert ack.number("request_in") == hi.packet and ack.number("request_len") == 2
+    assert all(f.experts == [] for f in (hs1, hs2, hi, ack))
+    two_pass = run_tshark(tshark, tmp_path / "n.pcap", "-2")
+    assert two_pass[2].number("ack_in") == ack.packet
+
+
+def chunk(data_len: int, fill: int = 0xA5) -> bytes:
+    """A transport frame of the right size: the dissector never decrypts, so any bytes do."""
+    return frame(bytes([fill]) * (1 + data_len + 16))
+
+
+def send_segments(conn: SyntheticTcp, data: bytes, size: int = 32768) -> None:
+    """Client data in segments of `size` bytes (an IPv4 packet holds at most 65535)."""
+    for start in range(0, len(data), size):
+        conn.send(True, data[start:start + size])
+
+
+def test_noise_acks_tied_to_messages_by_order(tshark: str, tmp_path: Path) -> None:
+    """A 70000-byte message in two chunks, two messages in one segment, an empty one, and an
+    ACK whose size cannot say its request's length."""
+    conn = SyntheticTcp(44100, 5003).open()
+    conn.send(True, frame(HS1)).send(False, frame(HS2))
+    send_segments(conn, chunk(65518) + chunk(70000 - 65518))
+    conn.send(False, chunk(25))
+    conn.send(True, chunk(3) + chunk(0)).send(False, chunk(21) + chunk(21))
+    send_segments(conn, chunk(65518))  # a message of exactly one full chunk
+    conn.send(False, chunk(25))
+    conn.send(True, chunk(12)).send(False, chunk(30)).close()
+    frames = run_tshark(tshark, write_pcap(tmp_path / "t.pcap", [conn]), "-2")
+    up = [f for f in frames if f.direction == 0][1:]
+    down = [f for f in frames if f.direction == 1][1:]
+    assert [f.number("request_len") for f in down] == [70000, 3, 0, 65518, 12]
+    assert [f.number("request_in") for f in down] == [up[i].packet for i in (0, 2, 3, 4, 5)]
+    assert [f.number("ack_in") for f in up] == [down[i].packet for i in (0, 0, 1, 2, 3, 4)]
+    assert all(f.experts == [] for f in down[:4])
+    assert any("'ACK: Received 12 bytes'" in e for e in down[4].experts), down[4].experts
+
+
+def test_noise_wrong_key_handshake_flagged(tshark: str, tmp_path: Path) -> None:
+    """A client with the wrong PSK: the server cannot authenticate message 1 and closes."""
+    wrong = SyntheticTcp(44200, 5002).open()
+    wrong.send(True, NoisePeer(b"\x07" * 32).message1()).close(by_client=False)
+    pcap = write_pcap(tmp_path / "w.pcap", [wrong])
+    hs1, closed = run_tshark(tshark, pcap)
+    assert hs1.number("noise.msg_type") == 1 and hs1.experts == []
+    assert closed.direction == 1 and closed.number("noise.hs1_in") == hs1.packet
+    assert any("handshake incomplete: the server closed" in e for e in closed.experts)
+    info = {number: text for number, _, text in tshark_columns(tshark, pcap)}
+    assert "handshake incomplete, the server closed" in info[closed.packet]
+    # the same handshake with message 2: nothing flagged
+    ok = SyntheticTcp(44201, 5002).open()
+    ok.send(True, frame(HS1)).send(False, frame(HS2)).close(by_client=False)
+    frames = run_tshark(tshark, write_pcap(tmp_path / "ok.pcap", [ok]))
+    assert [f.number("noise.msg_type") for f in frames] == [1, 2]
 
 
 def test_split_and_coalesced_frames(tshark: str, tmp_path: Path) -> None:
@@ -142,6 +236,34 @@ def test_ack_mismatch_and_wrong_key(tshark: str, tmp_path: Path) -> None:
     assert any("not an ACK" in e for e in other_key[1].experts), other_key[1].experts
     as_hex = run_tshark(tshark, pcap, "-o", "securemsg.xor_key:hex:" + b"MY_SECRET_KEY".hex())
     assert as_hex[0].get("plaintext") == "four"
+
+
+@pytest.mark.parametrize(("preference", "problem"), [
+    ("hex:zz", "even number of hex digits"), ("hex:4d5", "even number of hex digits"),
+    ("", "is empty")])
+def test_bad_key_preference_is_an_error(tshark: str, tmp_path: Path, preference: str,
+                                        problem: str) -> None:
+    conn = SyntheticTcp(46100, 5000).open()
+    conn.send(True, frame(xor(b"four"))).send(False, frame(xor(ack_text(4)))).close()
+    frames = run_tshark(tshark, write_pcap(tmp_path / "k.pcap", [conn]),
+                        "-o", f"securemsg.xor_key:{preference}")
+    assert len(frames) == 2
+    for f in frames:
+        assert f.get("plaintext") is None and f.get("ack_n") is None
+        assert any(problem in e for e in f.experts), f.experts
+
+
+def test_info_column_escapes_what_is_not_utf8(tshark: str, tmp_path: Path) -> None:
+    """A wrong key decrypts to any bytes (f5 80 90 is not UTF-8): the Info column shows
+    U+FFFD and escapes, as the Plaintext field does, and stays valid UTF-8."""
+    plain = b"\xf5\x80\x90 ok\x7f\n\xc3\xa9" + b"x" * 60
+    conn = SyntheticTcp(46200, 5000).open().send(True, frame(xor(plain))).close()
+    pcap = write_pcap(tmp_path / "u.pcap", [conn])
+    (request,) = run_tshark(tshark, pcap)
+    assert request.get("plaintext", ).startswith("\ufffd")
+    info = {number: text for number, _, text in tshark_columns(tshark, pcap)}
+    assert info[request.packet] == ('C→S Len=70 "\ufffd\ufffd\ufffd ok\\177\\né'
+                                    + "x" * 31 + '…"')
 
 
 def test_oversize_frame(tshark: str, tmp_path: Path) -> None:
