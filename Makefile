@@ -77,17 +77,17 @@ bench: setup build
 	$(VENV)/bin/securemsg-bench --charts $(BENCH_CHARTS) $(ARGS)
 
 bench-charts: setup
-	$(PYTHON) -m securemsg_lab.charts $(BENCH_CHARTS)/bench.json
+	$(PYTHON) -m securemsg_lab.benchmark.charts $(BENCH_CHARTS)/bench.json
 
 demo: setup build
 	$(VENV)/bin/securemsg-demo $(ARGS)
 
 # The lab handout (handout/HANDOUT.md): a workspace with the planted bugs, and its checks.
 handout-start: setup
-	$(PYTHON) -m securemsg_lab.handout start $(if $(FORCE),--force)
+	$(PYTHON) -m securemsg_lab.tasks start $(if $(FORCE),--force)
 
 check: setup build
-	$(PYTHON) -m securemsg_lab.handout check $(TASK)
+	$(PYTHON) -m securemsg_lab.tasks check $(TASK)
 
 clean:
 	$(MAKE) -C c clean

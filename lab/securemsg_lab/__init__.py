@@ -1,10 +1,10 @@
-"""securemsg lab core: one way to run the implementations, shared by every lab tool.
+"""securemsg lab: the tools that run, check and measure the securemsg programs, in layers.
 
-- `registry`: the implementations (implementations/*.toml, $SECUREMSG_IMPLEMENTATIONS,
-  entry points): programs, command-line spelling, features;
-- `process`: the launcher (start, wait for a line, collect output, signal, stop);
-- `backend`, `local`, `docker`: where programs run (local processes, containers);
-- `timeouts`: every wait, scaled by SECUREMSG_TEST_TIMEOUT_SCALE;
-- `matrix`: the client x server x case interop matrix (`securemsg-matrix`);
-- `demo`: the instructor demo (`securemsg-demo`); `bench`: the benchmark (`securemsg-bench`).
+- `core`: the registry of implementations, the launcher, the backends (local, docker),
+  timeouts, paths: the only code that starts programs;
+- `wire`: the lab's own reading of PROTOCOL.md (frames, xor, raw peer, pcap, key
+  recovery, tamper relay), apart from the programs it checks;
+- apps, each on core and wire only: `matrix` (the interop matrix, `securemsg-matrix`),
+  `demo` (the instructor demo, `securemsg-demo`), `tasks` (the handout's checks,
+  `securemsg-tasks`), `benchmark` (`securemsg-bench`).
 """

@@ -15,7 +15,7 @@ test_every_error_line_has_a_row checks that the table covers every
 
 Everything runs on 127.0.0.1 / ::1 against fake peers in this process; the
 one name-resolution row runs in an empty network namespace. The programs are
-the registry's (lab/securemsg_lab/registry.py), started by the lab's launcher
+the registry's (lab/securemsg_lab/core/registry.py), started by the lab's launcher
 (process.py). Per-run timeout: SECUREMSG_CONTRACT_TIMEOUT seconds (default 10),
 times SECUREMSG_TEST_TIMEOUT_SCALE.
 """
@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from securemsg_lab import process, registry, timeouts
-from securemsg_lab.paths import REPO
+from securemsg_lab.core import process, registry, timeouts
+from securemsg_lab.core.paths import REPO
 
 from .invocations import ANY, ROWS, Row
 

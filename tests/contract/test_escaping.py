@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from securemsg import log
-from securemsg_lab import timeouts
-from securemsg_lab.paths import REPO as ROOT
-from securemsg_lab.process import run
+from securemsg_lab.core import timeouts
+from securemsg_lab.core.paths import REPO as ROOT
+from securemsg_lab.core.process import run
 
 SOURCES = [ROOT / "c" / "tests" / "escape_tool.c", ROOT / "c" / "log.c", ROOT / "c" / "log_fast.c"]
 FLAGS = ["-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror", "-O1", "-g"]

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from securemsg_lab.docker import engine_answers
-from securemsg_lab.process import PIPE, Process
-from securemsg_lab.process import run as run_program
-from securemsg_lab.timeouts import scaled
+from securemsg_lab.core.docker import engine_answers
+from securemsg_lab.core.process import PIPE, Process
+from securemsg_lab.core.process import run as run_program
+from securemsg_lab.core.timeouts import scaled
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = ["-m", "securemsg_lab.demo"]  # = the securemsg-demo console script

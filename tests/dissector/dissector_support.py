@@ -1,7 +1,7 @@
 """Helpers of the Wireshark dissector tests: tools, tshark runs, pcaps, processes, raw peers.
 
 Programs come from the lab's implementations registry and every process (servers, clients,
-tcpdump, tshark) is started by the lab's launcher, securemsg_lab.process.
+tcpdump, tshark) is started by the lab's launcher, securemsg_lab.core.process.
 Imported by name: pytest puts this directory (no __init__.py) first on the import path.
 """
 
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 from noise.connection import NoiseConnection
-from securemsg_lab import process, registry, timeouts
-from securemsg_lab.matrix.rawsock import recv_exact
-from securemsg_lab.paths import REPO as ROOT
+from securemsg_lab.core import process, registry, timeouts
+from securemsg_lab.core.paths import REPO as ROOT
+from securemsg_lab.wire.rawsock import recv_exact
 
 LUA = ROOT / "wireshark" / "securemsg.lua"
 LOOPBACK = "127.0.0.1"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from securemsg_lab import process, timeouts
+from securemsg_lab.core import process, timeouts
 
 from .dissector_support import (
     Frame,

@@ -11,9 +11,9 @@ import os
 import struct
 from pathlib import Path
 
-from securemsg_lab.demo import mitm
-from securemsg_lab.handout import procs
-from securemsg_lab.handout.workspace import BUGS, REPO, read_frames
+from securemsg_lab.tasks import procs
+from securemsg_lab.tasks.workspace import BUGS, REPO, read_frames
+from securemsg_lab.wire import mitm
 
 DEFAULT_KEY = b"MY_SECRET_KEY"
 

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from securemsg_lab.handout import procs
-from securemsg_lab.handout.cli import run_check
-from securemsg_lab.handout.result import Fail, Result
-from securemsg_lab.handout.workspace import REPO, Workspace, start
+from securemsg_lab.tasks import procs
+from securemsg_lab.tasks.cli import run_check
+from securemsg_lab.tasks.result import Fail, Result
+from securemsg_lab.tasks.workspace import REPO, Workspace, start
 
 from . import handout_solutions as sol
 from .handout_pcap import connection_pcap
@@ -281,7 +281,7 @@ def test_task8_passes_with_the_fix(fixed: Path) -> None:
 
 def test_cli_exit_status(ws: Workspace) -> None:
     sol.task2(ws.answers)
-    argv = [sys.executable, "-m", "securemsg_lab.handout", "--work", str(ws.root), "check"]
+    argv = [sys.executable, "-m", "securemsg_lab.tasks", "--work", str(ws.root), "check"]
     ok = subprocess.run([*argv, "2"], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert ok.returncode == 0 and "Task 2 (read a frame by hand): PASS" in ok.stdout
     bad = subprocess.run([*argv, "4"], capture_output=True, text=True, timeout=60, cwd=REPO)
@@ -294,7 +294,7 @@ def test_start_refuses_a_stale_patch(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (bugs / "Z-stale.patch").write_text(
         "--- a/c/server.c\n+++ b/c/server.c\n@@ -1,2 +1,2 @@\n-no such line\n+planted\n"
         " nor this one\n")
-    monkeypatch.setattr("securemsg_lab.handout.workspace.BUGS", bugs)
+    monkeypatch.setattr("securemsg_lab.tasks.workspace.BUGS", bugs)
     work = tmp_path / "work"
     with pytest.raises(Fail, match=r"Z-stale\.patch does not apply"):
         start(work)

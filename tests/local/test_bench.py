@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from securemsg_lab import loadgen
-from securemsg_lab.process import Process, run
-from securemsg_lab.timeouts import scaled
+from securemsg_lab.core import loadgen
+from securemsg_lab.core.process import Process, run
+from securemsg_lab.core.timeouts import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
@@ -62,7 +62,7 @@ def test_loadgen_refuses_a_host_off_loopback() -> None:
 def test_quick_bench_of_the_c_server_checks_every_ack(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = run(
-        [sys.executable, "-m", "securemsg_lab.bench", "--quick", "--no-build", "--servers", "c",
+        [sys.executable, "-m", "securemsg_lab.benchmark", "--quick", "--no-build", "--servers", "c",
          "--seconds", "0.2", "--json", str(out), "--charts", str(tmp_path / "charts")],
         timeout=scaled(240),
     )

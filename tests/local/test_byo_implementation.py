@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from securemsg_lab import registry
-from securemsg_lab.process import program_env, run
-from securemsg_lab.timeouts import scaled
+from securemsg_lab.core import registry
+from securemsg_lab.core.process import program_env, run
+from securemsg_lab.core.timeouts import scaled
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRY = f"""
@@ -112,7 +112,7 @@ def test_the_entry_joins_the_demo(entry: Path) -> None:
 
 def test_the_entry_joins_the_bench(entry: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    lab_tool("securemsg_lab.bench", "--quick", "--no-build", "--servers", "python-lite",
+    lab_tool("securemsg_lab.benchmark", "--quick", "--no-build", "--servers", "python-lite",
              "--seconds", "0.2", "--json", str(out), env={registry.ENV_VAR: str(entry)})
     doc = json.loads(out.read_text())
     assert {(r["server"], r["cipher"]) for r in doc["runs"]} == {("python-lite", "xor")}

@@ -28,11 +28,11 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from noise.connection import NoiseConnection
 from noise.exceptions import NoiseHandshakeError, NoiseInvalidMessage
-from securemsg_lab import registry
-from securemsg_lab.matrix.rawsock import recv_exact
-from securemsg_lab.process import Output, Process, ProcResult
-from securemsg_lab.process import run as run_program
-from securemsg_lab.timeouts import scaled
+from securemsg_lab.core import registry
+from securemsg_lab.core.process import Output, Process, ProcResult
+from securemsg_lab.core.process import run as run_program
+from securemsg_lab.core.timeouts import scaled
+from securemsg_lab.wire.rawsock import recv_exact
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"

@@ -1,7 +1,7 @@
 """The Python entry points as processes: exit codes, usage text, signals (PROTOCOL.md 5).
 
 Process-level (they spawn python/server.py and python/client.py), hence in tests/local;
-started and stopped with the lab's launcher (securemsg_lab.process).
+started and stopped with the lab's launcher (securemsg_lab.core.process).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from securemsg_lab.process import Process, ProcResult
-from securemsg_lab.process import run as run_program
-from securemsg_lab.timeouts import scaled
+from securemsg_lab.core.process import Process, ProcResult
+from securemsg_lab.core.process import run as run_program
+from securemsg_lab.core.timeouts import scaled
 
 PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
 SERVER = str(PYTHON_DIR / "server.py")

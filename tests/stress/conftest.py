@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from securemsg_lab import registry
+from securemsg_lab.core import registry
 
 from .stress_support import ROOT, Figures, ServerUnderTest, scale_name
 

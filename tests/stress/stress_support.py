@@ -15,7 +15,7 @@ from typing import Any
 
 from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.framing import encode_frame
-from securemsg_lab import process, registry
+from securemsg_lab.core import process, registry
 
 from tests.support.unit_support import connect, recv_exactly
 

@@ -1,4 +1,4 @@
-"""The benchmark charts (securemsg_lab.charts): drawn from a small synthetic results file,
+"""The benchmark charts (securemsg_lab.benchmark.charts): drawn from a small synthetic results file,
 and a malformed file refused with a clear message. No measuring: that is bench's job."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from securemsg_lab import charts
+from securemsg_lab.benchmark import charts
 
 CONNS = (1, 4, 16)
 SIZES = (64, 1024, 65536, 1 << 20)

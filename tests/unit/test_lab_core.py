@@ -8,7 +8,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from securemsg_lab import registry, timeouts
+from securemsg_lab.core import registry, timeouts
+from securemsg_lab.core.process import LISTENING, Output
+from securemsg_lab.core.registry import Implementation, Registry, RegistryError
 from securemsg_lab.matrix.cells import (
     FAILED,
     PASSED,
@@ -18,8 +20,6 @@ from securemsg_lab.matrix.cells import (
     build_cells,
     write_junit,
 )
-from securemsg_lab.process import LISTENING, Output
-from securemsg_lab.registry import Implementation, Registry, RegistryError
 
 
 def test_built_in_entries_spell_the_seed_command_lines() -> None:

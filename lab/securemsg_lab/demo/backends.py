@@ -1,6 +1,6 @@
 """Where the demo's programs run: the lab core's backends, plus what a class is shown.
 
-The demo's `Backend` wraps a core backend (`securemsg_lab.local` or `.docker`) and adds
+The demo's `Backend` wraps a core backend (`securemsg_lab.core.local` or `.docker`) and adds
 what the steps need beyond the matrix: servers under readable names, the command line
 shown for every program, captures of one server's traffic and a man in the middle
 (`local.LocalBackend`, `docker.DockerBackend`). Implementations come from the registry;
@@ -16,13 +16,13 @@ from pathlib import Path
 
 from securemsg.crypto import DEFAULT_KEY
 
-from .. import backend as core
-from .. import registry
-from ..paths import REPO
-from ..process import LaunchError, Output
-from ..registry import Implementation
+from ..core import backend as core
+from ..core import registry
+from ..core.paths import REPO
+from ..core.process import LaunchError, Output
+from ..core.registry import Implementation
+from ..wire.mitm import Tamper
 from .capture import Capture, FallbackCapture
-from .mitm import Tamper
 from .procs import DemoError, Janitor, LineLog, RunResult
 
 #: how the class reads an implementation's name ("C client", "Python server")

@@ -9,8 +9,8 @@ import signal
 import time
 from types import TracebackType
 
-from . import pcap
-from .mitm import MitmProxy, Tamper, relay_command
+from ..wire import pcap
+from ..wire.mitm import MitmProxy, Tamper, relay_command
 from .procs import DemoError, Janitor, LineLog
 
 

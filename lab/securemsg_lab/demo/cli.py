@@ -12,8 +12,8 @@ from types import FrameType
 
 from securemsg.crypto import DEFAULT_KEY
 
-from .. import registry
-from ..docker import engine_answers
+from ..core import registry
+from ..core.docker import engine_answers
 from .backends import Backend
 from .docker import DockerBackend
 from .local import LocalBackend

@@ -3,7 +3,7 @@
 Servers are containers under readable network aliases (`c-server:5000`); clients run as
 `docker exec` in a long-lived container of their image, shown to the class as the
 equivalent `docker run`. tcpdump runs in a server's network namespace, the relay
-(`securemsg_lab.demo.mitm`) in a container of the Python image. Everything carries the
+(`securemsg_lab.wire.mitm`) in a container of the Python image. Everything carries the
 labels `securemsg.test=1` and `securemsg.demo=<run id>` and is removed on exit.
 """
 
@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..backend import BackendUnavailable
-from ..docker import API_ERRORS, NAMED_PORT, compose_service
-from ..docker import DockerBackend as DockerLab
-from ..process import Output
-from ..registry import Implementation
+from ..core.backend import BackendUnavailable
+from ..core.docker import API_ERRORS, NAMED_PORT, compose_service
+from ..core.docker import DockerBackend as DockerLab
+from ..core.process import Output
+from ..core.registry import Implementation
+from ..wire.mitm import Tamper, relay_command
 from .backends import Backend, Mitm, Server, server_label
 from .capture import Capture, relayed_connection, tcpdump_command
-from .mitm import Tamper, relay_command
 from .procs import DemoError, Janitor, LineLog
 
 MITM_PORT = 6000
@@ -92,7 +92,7 @@ class DockerBackend(Backend):
         return DockerRelayCapture(self, server)
 
     def start_relay(self, server: Server, tamper: Tamper, record: bool) -> Relay:
-        """Run `securemsg_lab.demo.mitm` in a container of the Python image, before `server`."""
+        """Run `securemsg_lab.wire.mitm` in a container of the Python image, before `server`."""
         alias = "relay" if record else "mitm"
         flags = ["--once", *(["--record"] if record else [])]
         command = relay_command(("0.0.0.0", MITM_PORT), server.target, tamper, *flags)

@@ -7,11 +7,11 @@ import shutil
 import socket
 import sys
 
-from ..local import LocalBackend as LocalLab
-from ..registry import Implementation
+from ..core.local import LocalBackend as LocalLab
+from ..core.registry import Implementation
+from ..wire.mitm import MitmProxy, Tamper, relay_command
 from .backends import Backend, Mitm, Server
 from .capture import Capture, RelayCapture, TcpdumpCapture, tcpdump_command
-from .mitm import MitmProxy, Tamper, relay_command
 from .procs import Janitor
 
 LOOPBACK = "127.0.0.1"

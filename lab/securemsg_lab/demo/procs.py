@@ -1,4 +1,4 @@
-"""The demo's view of running programs, on the lab launcher (`securemsg_lab.process`).
+"""The demo's view of running programs, on the lab launcher (`securemsg_lab.core.process`).
 
 A `LineLog` is a program's output as lines to wait for (a demo that waits in vain
 raises `DemoError` instead of returning nothing); a `RunResult` is a finished program
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..process import Line, Output, Process, ProcResult
-from ..process import run as run_program
+from ..core.process import Line, Output, Process, ProcResult
+from ..core.process import run as run_program
 
 LogLine = Line
 STOP_TIMEOUT = 5.0

@@ -14,14 +14,15 @@ from securemsg.crypto import DEFAULT_KEY, xor
 from securemsg.framing import HEADER_LEN
 from securemsg.log import escape
 
-from . import attack, rawclient, source
+from ..wire import attack, rawclient
+from ..wire.mitm import Tamper
+from ..wire.pcap import Connection, format_endpoint
+from ..wire.stream import looks_like_words, split_frames
+from . import source
 from .backends import Backend, Client, Interactive, Server, title
 from .capture import Capture
-from .mitm import Tamper
-from .pcap import Connection, format_endpoint
 from .procs import DemoError, LogLine, RunResult
 from .ui import Console
-from .wire import looks_like_words, split_frames
 
 NOISE_PASSPHRASE = "correct horse battery staple"  # noqa: S105 - shown on screen
 FORGE_FROM = "PAY 10 EUR to Bob"

@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backend import Backend, BackendError, Cell, Server
-from ..process import LaunchError, ProcResult
-from ..registry import Implementation
-from . import protocol
+from ..core.backend import Backend, BackendError, Cell, Server
+from ..core.process import LaunchError, ProcResult
+from ..core.registry import Implementation
+from ..wire import protocol
+from ..wire.rawsock import FakeServer, NoiseCodec, RawPeer, XorCodec, drain, make_codec, read_frame
 from .checks import Checker, Conn, Result, expected_connection_lines, send_line
-from .rawsock import FakeServer, NoiseCodec, RawPeer, XorCodec, drain, make_codec, read_frame
 
 SETTLE_SECONDS = 5.0
 

@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import registry as registry_module
-from .. import timeouts
-from ..backend import Backend, BackendUnavailable, Cell
-from ..registry import Implementation, Registry
-from . import protocol
+from ..core import registry as registry_module
+from ..core import timeouts
+from ..core.backend import Backend, BackendUnavailable, Cell
+from ..core.registry import Implementation, Registry
+from ..wire import protocol
 from .cases import CASES, CASES_BY_NAME, Case, run_case
 
 CELL_GRACE = 15.0  # beyond the case's own timeout, before the cell is declared hung
@@ -280,20 +280,20 @@ def write_junit(path: Path, outcomes: list[CellOutcome], backend: str,
 
 def make_backend(name: str | None = None, *, rebuild: bool = False) -> Backend:
     """`docker`, `local`, or None: Docker when an engine answers (REQUIRE_DOCKER=1: must)."""
-    from ..docker import engine_answers  # the SDK is imported only here
+    from ..core.docker import engine_answers  # the SDK is imported only here
 
     require = os.environ.get("REQUIRE_DOCKER", "") not in ("", "0")
     if name is None:
         name = "docker" if require or engine_answers() else "local"
     if name == "local":
-        from ..local import LocalBackend
+        from ..core.local import LocalBackend
 
         return LocalBackend()
     if name == "docker":
         if not engine_answers():
             raise BackendUnavailable("no Docker engine answers (REQUIRE_DOCKER="
                                      f"{os.environ.get('REQUIRE_DOCKER', '')!r})")
-        from ..docker import DockerBackend
+        from ..core.docker import DockerBackend
 
         return DockerBackend(rebuild=rebuild)
     raise ValueError(f"unknown backend {name!r}")

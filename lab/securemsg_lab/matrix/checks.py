@@ -10,8 +10,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..process import ProcResult
-from . import protocol
+from ..core.process import ProcResult
+from ..wire import protocol
 
 Expected = protocol.Expected
 MAX_SHOWN = 160

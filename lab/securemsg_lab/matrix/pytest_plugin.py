@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ..backend import Backend, BackendUnavailable
+from ..core.backend import Backend, BackendUnavailable
 from .cells import (
     UNSUPPORTED,
     CellOutcome,

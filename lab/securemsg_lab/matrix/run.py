@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import registry as registry_module
-from ..backend import BackendUnavailable
-from ..registry import Registry, RegistryError
-from . import protocol
+from ..core import registry as registry_module
+from ..core.backend import BackendUnavailable
+from ..core.registry import Registry, RegistryError
+from ..wire import protocol
 from .cases import CASES
 from .cells import (
     PASSED,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from securemsg.crypto import xor
 from securemsg.session import ack_text
 
-from .wire import looks_like_words
+from .stream import looks_like_words
 
 
 def keystream(ciphertext: bytes, known_plaintext: bytes) -> bytes:

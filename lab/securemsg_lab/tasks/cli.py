@@ -1,4 +1,4 @@
-"""`python -m securemsg_lab.handout check [N ...]`, `start`, `mitm`.
+"""`python -m securemsg_lab.tasks check [N ...]`, `start`, `mitm`.
 
     check 3          one task: PASS or FAIL with a hint; exit 0 / 1
     check            every task, then a summary; exit 1 if any failed
@@ -55,7 +55,7 @@ def task_number(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="securemsg-handout",
+    parser = argparse.ArgumentParser(prog="securemsg-tasks",
                                      description="securemsg lab handout: self-checks")
     parser.add_argument("--work", help="the workspace (default handout/work, or "
                         "$SECUREMSG_HANDOUT_WORK)")
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["mitm"]:  # the relay's own options, untouched
-        from ..demo import mitm
+        from ..wire import mitm
 
         return mitm.main(argv[1:])
     args = parse_args(argv)

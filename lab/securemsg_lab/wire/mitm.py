@@ -6,7 +6,7 @@ It also records both directions, so it doubles as the demo's capture fallback.
 
 Runs in-process (`MitmProxy`) or as a program, e.g. in a container on the lab network:
 
-    python3 -m securemsg_lab.demo.mitm --listen 0.0.0.0:6000 --upstream server:5000 \
+    python3 -m securemsg_lab.wire.mitm --listen 0.0.0.0:6000 --upstream server:5000 \
         --delta 0000090900
 """
 
@@ -188,7 +188,7 @@ def relay_command(
     listen: tuple[str, int], upstream: tuple[str, int], tamper: Tamper, *flags: str
 ) -> list[str]:
     """This module's command line: what the demo shows, or runs in a container."""
-    argv = ["python3", "-m", "securemsg_lab.demo.mitm", "--listen", f"{listen[0]}:{listen[1]}"]
+    argv = ["python3", "-m", "securemsg_lab.wire.mitm", "--listen", f"{listen[0]}:{listen[1]}"]
     argv += ["--upstream", f"{upstream[0]}:{upstream[1]}", *flags]
     if tamper.delta:
         argv += ["--delta", tamper.delta.hex(), "--offset", str(tamper.offset)]

@@ -15,7 +15,7 @@ from pathlib import Path
 from securemsg.crypto import DEFAULT_KEY, xor
 from securemsg.session import ack_text
 
-from ..demo import pcap, wire
+from ..wire import pcap, stream
 from . import procs
 from .result import Fail
 from .workspace import REPO, Workspace
@@ -37,8 +37,8 @@ def xor_exchanges(data: bytes, key: bytes) -> list[Exchange]:
     """Every connection in which each server frame is the ACK of the client frame before."""
     found = []
     for conn in pcap.reassemble(pcap.parse_segments(data)):
-        ups, _ = wire.split_frames(conn.to_server)
-        downs, _ = wire.split_frames(conn.to_client)
+        ups, _ = stream.split_frames(conn.to_server)
+        downs, _ = stream.split_frames(conn.to_client)
         if not ups or len(downs) < len(ups):
             continue
         messages = [xor(f.payload, key) for f in ups]

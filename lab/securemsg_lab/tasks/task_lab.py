@@ -11,7 +11,7 @@ from pathlib import Path
 
 from securemsg.session import NOISE_PROTOCOL
 
-from ..demo import attack, mitm
+from ..wire import attack, mitm
 from . import procs
 from .common import recv_lines
 from .result import Fail

@@ -1,5 +1,5 @@
 """The programs the checks run, through the lab core: the implementations registry gives
-each program's command line, `securemsg_lab.process` starts and stops it.
+each program's command line, `securemsg_lab.core.process` starts and stops it.
 
 The reference programs are the registry's `c` and `python` entries. A workspace's
 copies are the same entries with their root moved to the workspace (`c-work`,
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from .. import process, registry, timeouts
-from ..paths import REPO
+from ..core import process, registry, timeouts
+from ..core.paths import REPO
 
 LOOPBACK = "127.0.0.1"
 LANGS = ("c", "python")

@@ -26,7 +26,7 @@ from securemsg.crypto import xor
 from securemsg.framing import encode_frame
 from securemsg.session import ack_text
 
-from ..paths import REPO
+from ..core.paths import REPO
 from . import procs
 from .result import Fail
 

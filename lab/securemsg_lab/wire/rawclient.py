@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from securemsg.crypto import xor
 from securemsg.framing import encode_frame
 
-from .wire import split_frames
+from .stream import split_frames
 
 TIMEOUT = 10.0
 

@@ -1,7 +1,7 @@
 """Benchmark charts: PNGs drawn from the results JSON of securemsg-bench.
 
 `securemsg-bench --charts DIR` measures, saves DIR/bench.json and draws from it;
-`python -m securemsg_lab.charts DIR/bench.json [--out DIR]` (`make bench-charts`)
+`python -m securemsg_lab.benchmark.charts DIR/bench.json [--out DIR]` (`make bench-charts`)
 redraws the PNGs from a saved file without measuring anything. Three charts:
 
 - roundtrips.png: round trips/s at 64 B by server x cipher x connections, and the

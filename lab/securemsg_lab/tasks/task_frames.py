@@ -6,7 +6,7 @@ from securemsg.crypto import xor
 from securemsg.framing import encode_frame
 from securemsg.session import ack_text
 
-from ..demo import attack
+from ..wire import attack
 from .common import first_difference, parse_hex_lines, raw_exchange, recv_lines, reference_server
 from .result import Fail
 from .workspace import TASK5_TARGET, Workspace

@@ -38,9 +38,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import registry
-from .paths import REPO
-from .process import LaunchError, Process
+from ..core import registry
+from ..core.paths import REPO
+from ..core.process import LaunchError, Process
 
 ROOT = REPO
 BENCH_DIR = ROOT / "bench"
@@ -91,7 +91,7 @@ class BenchConfig:
     strict: bool = False
     build: bool = True
     json_path: Path | None = None
-    charts_dir: Path | None = None  # bench.json and the PNGs of securemsg_lab.charts
+    charts_dir: Path | None = None  # bench.json and the PNGs of securemsg_lab.benchmark.charts
 
     @classmethod
     def quick(cls, **overrides: object) -> BenchConfig:

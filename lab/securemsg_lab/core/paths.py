@@ -6,5 +6,5 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO = Path(os.environ.get("SECUREMSG_REPO") or Path(__file__).resolve().parents[2])
+REPO = Path(os.environ.get("SECUREMSG_REPO") or Path(__file__).resolve().parents[3])
 COMPOSE_FILE = REPO / "compose.yaml"
