@@ -13,8 +13,8 @@
  *
  * Payloads are xor-encrypted with the default key (PROTOCOL.md section 2) so
  * that the server logs printable text. ACK frames are read and counted, not
- * checked (bench/loadgen checks ACKs). Bounded by --peers and --duration;
- * only loopback addresses are accepted as targets. Prints "connected N" once
+ * checked (bench/loadgen checks ACKs). Bounded by --peers and --duration
+ * (SIGTERM ends it early); only loopback addresses are accepted as targets. Prints "connected N" once
  * the first connect of every peer has ended, then one JSON line at the end.
  */
 #include <arpa/inet.h>
@@ -49,6 +49,9 @@
 #define HOSTILE_PLAINTEXT 'a'
 
 typedef enum { MODE_STALL, MODE_TRICKLE, MODE_FLOOD, MODE_RESTALL } hostile_mode;
+
+/* SIGTERM/SIGINT: stop early and still print the report. */
+static volatile sig_atomic_t hostile_stop;
 
 static const char *const mode_names[] = {"stall", "trickle", "flood", "restall"};
 
@@ -367,7 +370,7 @@ static int hostile_loop(hostile_run *r)
             peer_end(r, i, -1, now);
         }
     }
-    while (now < end) {
+    while (now < end && !hostile_stop) {
         n = epoll_wait(r->epfd, events, HOSTILE_EVENTS, HOSTILE_TICK_MS);
         if (n < 0 && errno != EINTR)
             return -1;
@@ -552,6 +555,12 @@ static void print_report(const hostile_run *r, double seconds)
            (unsigned long long)r->n.bytes_sent, seconds);
 }
 
+static void on_stop(int sig)
+{
+    (void)sig;
+    hostile_stop = 1;
+}
+
 int main(int argc, char **argv)
 {
     static hostile_run run; /* static: the pattern buffer stays off the stack */
@@ -573,6 +582,8 @@ int main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_stop);
+    signal(SIGINT, on_stop);
     run.opt = &opt;
     run.key_len = strlen(key);
     for (k = 0; k < sizeof run.pattern; k++)

@@ -1,25 +1,23 @@
 """The stress suite: both servers under hostile and heavy load, on 127.0.0.1 only.
 
 SECUREMSG_STRESS=short (the default, what `make test` and CI run) keeps every test
-to seconds; SECUREMSG_STRESS=long (`make stress`) runs the figures of issue 10.
-Every test writes its figures to results/stress/<test>-<implementation>.json and
-prints them in the terminal summary.
+to seconds; SECUREMSG_STRESS=long (`make stress`) runs the figures of issues 10 and 16.
+Every test writes its figures to results/stress/<test>-<case>.json and prints them
+in the terminal summary. Every implementation of the registry is tested.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from securemsg_lab.core import registry
+from securemsg_lab.core import process, registry
 
 from .stress_support import ROOT, Figures, ServerUnderTest, scale_name
 
 RESULTS = ROOT / "results" / "stress"
-IMPLEMENTATIONS = ("c", "python")
 
 _collected: list[Figures] = []
 
@@ -30,37 +28,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.stress)
 
 
-_built: set[str] = set()
+_built: set[tuple[str, ...]] = set()
 
 
-def build(directory: str) -> None:
-    """``make -C directory`` once per session (make does nothing when it is current)."""
-    if directory not in _built:
-        subprocess.run(["make", "-s", "-C", str(ROOT / directory)], check=True,
-                       stdout=subprocess.DEVNULL)
-        _built.add(directory)
+def build(argv: tuple[str, ...], cwd: Path) -> None:
+    """Run a build command once per session (make does nothing when it is current)."""
+    if argv not in _built:
+        done = process.run(list(argv), role="build", cwd=cwd, timeout=300)
+        assert done.exit_code == 0, f"{' '.join(argv)}: {done.stderr.decode()[-500:]}"
+        _built.add(argv)
 
 
 @pytest.fixture
 def built() -> None:
-    """bench/loadgen (it compiles c/'s modules too)."""
-    build("bench")
+    """bench/loadgen and bench/hostile (they compile c/'s modules too)."""
+    build(("make", "-s", "-C", "bench"), ROOT)
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
+@pytest.fixture(params=registry.default().names())
 def implementation(request: pytest.FixtureRequest) -> registry.Implementation:
-    if request.param == "c":
-        build("c")
-    return registry.default()[request.param]
+    impl = registry.default()[request.param]
+    if impl.local_build:
+        build(impl.local_build, impl.root)
+    return impl
 
 
 @pytest.fixture
 def start_server(implementation: registry.Implementation, tmp_path: Path) -> Iterator[object]:
-    """``start_server(*options)``: a server of this implementation, stopped at the end."""
+    """``start_server(*options, slow_stdout=None)``: a server of this implementation,
+    stopped at the end (``slow_stdout``: see `ServerUnderTest`)."""
     servers: list[ServerUnderTest] = []
 
-    def start(*options: str) -> ServerUnderTest:
-        server = ServerUnderTest(implementation, options, tmp_path / f"server{len(servers)}")
+    def start(*options: str, slow_stdout: int | None = None) -> ServerUnderTest:
+        server = ServerUnderTest(implementation, options, tmp_path / f"server{len(servers)}",
+                                 slow_stdout)
         servers.append(server)
         return server
 

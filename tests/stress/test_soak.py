@@ -8,17 +8,17 @@ RSS is sampled throughout; the figures are its start, peak and end.
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from securemsg_lab.core import loadgen
+from securemsg_lab.core.loadgen import Load
 
 from .stress_support import (
     ServerUnderTest,
     connect,
     junk_bytes,
-    loadgen,
     real_client_round,
     scaled,
 )
@@ -59,16 +59,17 @@ def test_soak_rss(implementation, built, figures, tmp_path: Path) -> None:
     sampler = RssSampler(server)
     phases: dict[str, dict] = {}
     try:
-        time.sleep(0.5)
-        start = server.rss_kib()
+        start = server.rss_kib()  # idle from its Listening line on
         seconds, connections = scaled("soak_seconds"), scaled("soak_connections")
-        small = loadgen(server.port, connections, 64, seconds)
+        small = loadgen.run(server.port, Load(connections=connections, size=64,
+                                              seconds=seconds))
         server.truncate()
-        phases["64B"] = {"round_trips": small["round_trips"], "errors": small["errors"],
+        phases["64B"] = {"round_trips": small.round_trips, "errors": small.errors,
                          "rss_kib": server.rss_kib()}
-        large = loadgen(server.port, 4, 1 << 20, seconds / 2, messages=25)
+        large = loadgen.run(server.port, Load(connections=4, size=1 << 20, seconds=seconds / 2,
+                                              messages=25))
         server.truncate()
-        phases["1MiB"] = {"round_trips": large["round_trips"], "errors": large["errors"],
+        phases["1MiB"] = {"round_trips": large.round_trips, "errors": large.errors,
                           "rss_kib": server.rss_kib()}
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(junk_peer, [server.port] * scaled("junk_peers")))
@@ -85,5 +86,5 @@ def test_soak_rss(implementation, built, figures, tmp_path: Path) -> None:
     figures["rss_kib"] = {"start": start, "peak": peak, "end": end}
     figures["phases"] = phases
     figures["real_client_after_s"] = round(served_after, 4)
-    assert small["errors"] == 0 and large["errors"] == 0
+    assert small.errors == 0 and large.errors == 0
     assert end - start < 64 * MIB, f"RSS {start} KiB at start, {end} KiB idle at the end"
