@@ -21,7 +21,16 @@ from ..core.process import LaunchError, ProcResult
 from ..core.registry import Implementation
 from ..wire import protocol
 from ..wire.rawsock import FakeServer, NoiseCodec, RawPeer, XorCodec, drain, make_codec, read_frame
-from .checks import Checker, Conn, Result, expected_connection_lines, send_line
+from .checks import (
+    CHECKS,
+    LIFECYCLE,
+    WIRE,
+    Checker,
+    Conn,
+    Result,
+    expected_connection_lines,
+    send_line,
+)
 
 SETTLE_SECONDS = 5.0
 
@@ -132,7 +141,7 @@ def raw_exchange(peer: RawPeer, ctx: Ctx, messages: list[bytes], *, slow: bool =
 
 def check_acks(checker: Checker, acks: list[bytes], messages: list[bytes]) -> None:
     want = [protocol.ack_text(len(m)).encode() for m in messages]
-    checker.expect(acks == want, f"raw peer: ACKs {acks!r}, expected {want!r}")
+    checker.expect(acks == want, f"raw peer: ACKs {acks!r}, expected {want!r}", WIRE)
 
 
 class Case(ABC):
@@ -369,7 +378,7 @@ class OverLimit(ServerCase):
         error = f"[ERROR] Message too large: {self.LIMIT + 1} bytes (limit {self.LIMIT})"
         checker.lines_equal("client", "stderr", proc.err_lines, [error])
         checker.expect(not any(line.startswith(("[SEND]", "[RECV]")) for line in proc.out_lines),
-                       f"client sent although over the limit: {proc.out_lines}")
+                       f"client sent although over the limit: {proc.out_lines}", WIRE)
         assert obs.server is not None
         # Whether the client connects before refusing is not specified: 0 or 1 connection.
         connected = sum(1 for line in obs.server.out_lines if "Client connected" in line)
@@ -405,7 +414,8 @@ class OversizeFrame(ServerCase):
 
     def check(self, obs: Observation) -> Result:
         checker = Checker()
-        checker.expect(obs.facts["closed"], "server did not close the oversize connection in 5 s")
+        checker.expect(obs.facts["closed"], "server did not close the oversize connection in 5 s",
+                       WIRE)
         checker.client(obs.clients[0], obs.cipher, obs.facts["target"], [b"still serving"])
         peer = obs.facts["raw_peer"]
         peer_re = re.escape(peer) if peer else protocol.PEER
@@ -709,7 +719,7 @@ class MaxClients(ServerCase):
         checker = Checker()
         check_acks(checker, obs.facts["acks"], list(self.HELD))
         checker.expect(obs.facts["evicted"], "the quiet connection was not closed when "
-                                             "another client came (eviction, section 9)")
+                                             "another client came (eviction, section 9)", WIRE)
         target = re.escape(obs.facts["target"])
         refused, served = obs.clients
         checker.exit_code(refused, 1)
@@ -757,9 +767,10 @@ class IdleTimeout(ServerCase):
     def check(self, obs: Observation) -> Result:
         checker = Checker()
         checker.expect(obs.facts["closed"], "server kept a silent connection for 6 s "
-                                            "with --idle-timeout 1")
+                                            "with --idle-timeout 1", WIRE)
         checker.expect(obs.facts["after"] >= 0.9,
-                       f"silent connection closed after {obs.facts['after']:.2f} s, before 1 s")
+                       f"silent connection closed after {obs.facts['after']:.2f} s, before 1 s",
+                       WIRE)
         check_acks(checker, obs.facts["acks"], [b"quick enough"])
         peer = obs.facts["raw_peer"]
         peer_re = re.escape(peer) if peer else protocol.PEER
@@ -836,16 +847,18 @@ class Ipv6(Messages):
     def check(self, obs: Observation) -> Result:
         result = super().check(obs)
         assert obs.server is not None
+        checker = Checker()
         head = obs.server.out_lines[:1]
-        if not head or not head[0].startswith("[INFO] Listening on [::1]:"):
-            result.passed = False
-            result.reasons.append(f"server: first line {head}, expected "
-                                  "'[INFO] Listening on [::1]:PORT'")
+        checker.expect(bool(head) and head[0].startswith("[INFO] Listening on [::1]:"),
+                       f"server: first line {head}, expected '[INFO] Listening on [::1]:PORT'",
+                       LIFECYCLE)
         peers = [line for line in obs.server.out_lines if "Client connected" in line]
-        if not all("[::1]:" in line for line in peers):
-            result.passed = False
-            result.reasons.append(f"server: IPv6 peers not as [::1]:PORT: {peers}")
-        return result
+        checker.expect(all("[::1]:" in line for line in peers),
+                       f"server: IPv6 peers not as [::1]:PORT: {peers}")
+        for check, reasons in result.checks.items():
+            for reason in reasons:
+                checker.fail(reason, check)
+        return checker.result()
 
 
 class ShutdownWithClient(Case):
@@ -876,7 +889,7 @@ class ShutdownWithClient(Case):
         checker = Checker()
         check_acks(checker, obs.facts["acks"], [self.MESSAGE])
         checker.expect(obs.facts["closed"], "the client's connection stayed open after the "
-                                            "server exited")
+                                            "server exited", LIFECYCLE)
         assert obs.server is not None
         proc = obs.server
         checker.exit_code(proc, 0)
@@ -888,7 +901,7 @@ class ShutdownWithClient(Case):
         checker.expect(bool(out) and "[INFO] Shutting down" in tail
                        and any(line.startswith("[INFO] Client disconnected: ") for line in tail),
                        f"server: last lines {tail}, expected 'Client disconnected' and "
-                       "'Shutting down' (in either order)")
+                       "'Shutting down' (in either order)", LIFECYCLE)
         body = [line for line in out if line != "[INFO] Shutting down"]
         conn = Conn([self.MESSAGE], peer=peer)
         expected = [*protocol.server_head(obs.cipher),
@@ -1014,10 +1027,15 @@ def run_case(case: Case, backend: Backend, client: Implementation, server: Imple
     try:
         obs = case.run(backend, client, server, cipher, cell)
     except (BackendError, LaunchError, OSError, TimeoutError) as error:
-        return None, Result(False, [f"run aborted: {type(error).__name__}: {error}"])
+        return None, broken(f"run aborted: {type(error).__name__}: {error}")
     except Exception as error:  # noqa: BLE001 - any crash in a cell is that cell's failure
-        return None, Result(False, [f"run crashed: {type(error).__name__}: {error}"])
+        return None, broken(f"run crashed: {type(error).__name__}: {error}")
     try:
         return obs, case.check(obs)
     except Exception as error:  # noqa: BLE001 - a check that cannot read the logs fails
-        return obs, Result(False, [f"check crashed: {type(error).__name__}: {error}"])
+        return obs, broken(f"check crashed: {type(error).__name__}: {error}")
+
+
+def broken(reason: str) -> Result:
+    """A run that could not be checked: an error, every check failed with its reason."""
+    return Result(False, [reason], {check: [reason] for check in CHECKS}, error=True)

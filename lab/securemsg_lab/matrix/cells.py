@@ -26,10 +26,13 @@ from ..core.backend import Backend, BackendUnavailable, Cell
 from ..core.registry import Implementation, Registry
 from ..wire import protocol
 from .cases import CASES, CASES_BY_NAME, Case, run_case
+from .checks import CHECKS, Result
 
 CELL_GRACE = 15.0  # beyond the case's own timeout, before the cell is declared hung
-PASSED, FAILED, UNSUPPORTED = "passed", "failed", "unsupported"
-MARKS = {PASSED: "✓", FAILED: "✗", UNSUPPORTED: "?"}
+#: error: the run itself broke (aborted, crashed, hung) and nothing could be checked
+PASSED, FAILED, UNSUPPORTED, ERROR = "passed", "failed", "unsupported", "error"
+STATES = (PASSED, FAILED, UNSUPPORTED, ERROR)
+MARKS = {PASSED: "✓", FAILED: "✗", UNSUPPORTED: "?", ERROR: "!"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class CellOutcome:
     reasons: list[str] = field(default_factory=list)
     duration: float = 0.0
     logs: str = ""
+    #: per check (checks.CHECKS) that the case made: its reasons, none when it passed
+    checks: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -101,7 +106,8 @@ def save_logs(cell: Cell, spec: CellSpec, results: Path, outcome: CellOutcome) -
             f"{shlex.join(record.argv)}\nexit={record.exit_code} timed_out={record.timed_out} "
             f"duration={record.duration:.3f}s\n")
     summary = {"cell": spec.cell_id, "status": outcome.status, "reasons": outcome.reasons,
-               "duration": round(outcome.duration, 3), "notes": notes}
+               "checks": outcome.checks, "duration": round(outcome.duration, 3),
+               "notes": notes}
     (directory / "result.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     return directory
 
@@ -137,11 +143,12 @@ def _run_with_deadline(backend: Backend, case: Case, spec: CellSpec, cell: Cell,
     if worker.is_alive():
         backend.finish_cell(cell)  # kills what the cell started, which unblocks the worker
         worker.join(10)
-        return CellOutcome(spec, FAILED, [f"cell timed out after {case.timeout:.0f} s"])
+        reason = f"cell timed out after {case.timeout:.0f} s"
+        return CellOutcome(spec, ERROR, [reason], checks={c: [reason] for c in CHECKS})
     backend.finish_cell(cell)
-    result = box["result"]
-    return CellOutcome(spec, PASSED if result.passed else FAILED,  # type: ignore[attr-defined]
-                       list(result.reasons))  # type: ignore[attr-defined]
+    result: Result = box["result"]  # type: ignore[assignment]
+    status = PASSED if result.passed else ERROR if result.error else FAILED
+    return CellOutcome(spec, status, list(result.reasons), checks=result.checks)
 
 
 #: mean seconds per cell of the heavier cases in a full Docker run on a loaded 2-core
@@ -218,8 +225,8 @@ def matrix_table(outcomes: list[CellOutcome]) -> str:
             lines.append(row)
         lines.append("cases, in mark order: " + ", ".join(cases))
         lines.append("")
-    lines.append("marks: ✓ passed, ✗ failed, ? unsupported (an implementation lacks a feature "
-                 "the case needs)")
+    lines.append("marks: ✓ passed, ✗ failed, ! error (the run broke), ? unsupported (an "
+                 "implementation lacks a feature the case needs)")
     return "\n".join(lines)
 
 
@@ -245,8 +252,7 @@ def write_results_json(path: Path, outcomes: list[CellOutcome], meta: dict[str, 
         entry["id"] = outcome.spec.cell_id
         entry["duration"] = round(outcome.duration, 3)
         cells.append(entry)
-    summary = {status: sum(1 for o in outcomes if o.status == status)
-               for status in (PASSED, FAILED, UNSUPPORTED)}
+    summary = {status: sum(1 for o in outcomes if o.status == status) for status in STATES}
     path.write_text(json.dumps({**meta, "summary": summary, "cells": cells}, indent=1,
                                ensure_ascii=False))
 
@@ -255,18 +261,19 @@ def write_junit(path: Path, outcomes: list[CellOutcome], backend: str,
                 wall_seconds: float) -> None:
     """The same cells as JUnit XML (CI dashboards): one testcase per cell, classname
     SERVER_CLIENT, an unsupported cell as <skipped> with its reason."""
-    count = {status: sum(1 for o in outcomes if o.status == status)
-             for status in (FAILED, UNSUPPORTED)}
+    count = {status: sum(1 for o in outcomes if o.status == status) for status in STATES}
     suite = ET.Element("testsuite", name=f"securemsg-matrix-{backend}", tests=str(len(outcomes)),
-                       failures=str(count[FAILED]), errors="0", skipped=str(count[UNSUPPORTED]),
+                       failures=str(count[FAILED]), errors=str(count[ERROR]),
+                       skipped=str(count[UNSUPPORTED]),
                        time=f"{wall_seconds:.3f}")
     for outcome in outcomes:
         spec = outcome.spec
         case = ET.SubElement(suite, "testcase", classname=f"{spec.server}_{spec.client}",
                              name=f"{spec.case}-{spec.cipher}", time=f"{outcome.duration:.3f}")
         reasons = "\n".join(outcome.reasons)
-        if outcome.status == FAILED:
-            failure = ET.SubElement(case, "failure", message=(outcome.reasons or ["failed"])[0])
+        if outcome.status in (FAILED, ERROR):
+            failure = ET.SubElement(case, "failure" if outcome.status == FAILED else "error",
+                                    message=(outcome.reasons or ["failed"])[0])
             failure.text = f"{reasons}\nlogs: {outcome.logs}\nrerun: {spec.rerun_command(backend)}"
         elif outcome.status == UNSUPPORTED:
             ET.SubElement(case, "skipped", message=f"unsupported: {reasons}")

@@ -1,7 +1,9 @@
 """Checks of exit codes and log lines against PROTOCOL.md sections 5-8.
 
 A `Checker` collects reasons instead of stopping at the first one, so a failed cell
-says everything that was wrong with it.
+says everything that was wrong with it. Each reason belongs to one check (`CHECKS`):
+a cell's verdict is all of them, the grader weights them apart, so that a missing
+shutdown line does not hide (or count as) a wrong ACK.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ from ..wire import protocol
 
 Expected = protocol.Expected
 MAX_SHOWN = 160
+WIRE, PLAINTEXT, LOG, LIFECYCLE = "wire", "plaintext", "log", "lifecycle"
+CHECKS = {WIRE: "frames and ACK values", PLAINTEXT: "the plaintext shown",
+          LOG: "the log contract: exact lines and errors", LIFECYCLE: "start and shutdown"}
 
 
 @dataclass
 class Result:
     passed: bool
     reasons: list[str] = field(default_factory=list)
+    #: the checks the case made, each with its reasons (none: that check passed)
+    checks: dict[str, list[str]] = field(default_factory=dict)
+    #: the run itself broke (aborted, crashed): nothing could be checked
+    error: bool = False
 
 
 @dataclass
@@ -46,6 +55,19 @@ def matches(expected: Expected, line: str) -> bool:
 
 def describe(expected: Expected) -> str:
     return short(expected if isinstance(expected, str) else f"/{expected.pattern}/")
+
+
+def check_of(line: Expected) -> str:
+    """The check a log line belongs to: start/shutdown lines, the plaintext shown, the
+    sizes and ACKs a client reports (what went over the wire), or the rest of the log."""
+    text = line if isinstance(line, str) else line.pattern.replace("\\", "")
+    if text.startswith(("[INFO] Listening on", "[INFO] Cipher:", "[INFO] Shutting down")):
+        return LIFECYCLE
+    if text.startswith("[RECV] Plaintext"):
+        return PLAINTEXT
+    if text.startswith(("[RECV] ACK", "[SEND] Encrypted bytes")):
+        return WIRE
+    return LOG
 
 
 def peer_pattern(peer: str | None) -> Expected:
@@ -76,52 +98,64 @@ def expected_connection_lines(conn: Conn, cipher: str) -> list[Expected]:
 class Checker:
     def __init__(self) -> None:
         self.reasons: list[str] = []
+        self.checks: dict[str, list[str]] = {}
 
-    def expect(self, condition: bool, reason: str) -> bool:
+    def ran(self, *checks: str) -> None:
+        for check in checks:
+            self.checks.setdefault(check, [])
+
+    def fail(self, reason: str, check: str = LOG) -> None:
+        self.reasons.append(reason)
+        self.checks.setdefault(check, []).append(reason)
+
+    def expect(self, condition: bool, reason: str, check: str = LOG) -> bool:
+        self.ran(check)
         if not condition:
-            self.reasons.append(reason)
+            self.fail(reason, check)
         return condition
 
     def result(self) -> Result:
-        return Result(passed=not self.reasons, reasons=list(self.reasons))
+        return Result(passed=not self.reasons, reasons=list(self.reasons),
+                      checks={name: list(self.checks[name]) for name in CHECKS
+                              if name in self.checks})
 
     # --- generic ------------------------------------------------------------------------
 
     def exit_code(self, proc: ProcResult, expected: int) -> None:
         if proc.timed_out:
-            self.reasons.append(f"{proc.role}: timed out after {proc.duration:.1f} s")
+            self.fail(f"{proc.role}: timed out after {proc.duration:.1f} s", LIFECYCLE)
             return
         self.expect(proc.exit_code == expected,
-                    f"{proc.role}: exit {proc.exit_code}, expected {expected}")
+                    f"{proc.role}: exit {proc.exit_code}, expected {expected}", LIFECYCLE)
 
     def lines_equal(self, role: str, stream: str, got: list[str],
                     expected: list[Expected]) -> None:
+        self.ran(LOG, *map(check_of, expected))
         for index, (line, want) in enumerate(zip(got, expected, strict=False)):
             if not matches(want, line):
-                self.reasons.append(
-                    f"{role} {stream} line {index + 1}: got {short(line)!r}, "
-                    f"expected {describe(want)!r}"
-                )
+                self.fail(f"{role} {stream} line {index + 1}: got {short(line)!r}, "
+                          f"expected {describe(want)!r}", check_of(want))
                 return
         if len(got) > len(expected):
-            self.reasons.append(f"{role} {stream}: unexpected line {short(got[len(expected)])!r}")
+            line = got[len(expected)]
+            self.fail(f"{role} {stream}: unexpected line {short(line)!r}", check_of(line))
         elif len(got) < len(expected):
-            self.reasons.append(
-                f"{role} {stream}: missing line {describe(expected[len(got)])!r} "
-                f"(after {len(got)} lines)"
-            )
+            want = expected[len(got)]
+            self.fail(f"{role} {stream}: missing line {describe(want)!r} "
+                      f"(after {len(got)} lines)", check_of(want))
 
     def lines_as_multiset(self, role: str, stream: str, got: list[str],
                           expected: list[Expected]) -> None:
+        self.ran(LOG, *map(check_of, expected))
         left = list(got)
         for want in expected:
             hit = next((i for i, line in enumerate(left) if matches(want, line)), None)
             if hit is None:
-                self.reasons.append(f"{role} {stream}: missing line {describe(want)!r}")
+                self.fail(f"{role} {stream}: missing line {describe(want)!r}", check_of(want))
             else:
                 left.pop(hit)
         for line in left[:5]:
-            self.reasons.append(f"{role} {stream}: unexpected line {short(line)!r}")
+            self.fail(f"{role} {stream}: unexpected line {short(line)!r}", check_of(line))
 
     def usage_error(self, proc: ProcResult, problem: Expected | None) -> None:
         """Exit 2, one [ERROR] line naming the problem, then the usage text (§5, §7)."""
@@ -154,7 +188,7 @@ class Checker:
         self.lines_equal("server", "stdout", out[:len(head)], head)
         self.expect(bool(out) and out[-1] == "[INFO] Shutting down",
                     f"server stdout: last line {short(out[-1]) if out else None!r}, "
-                    "expected '[INFO] Shutting down'")
+                    "expected '[INFO] Shutting down'", LIFECYCLE)
         end = -1 if out and out[-1] == "[INFO] Shutting down" else len(out)
         body = out[len(head):end]
         if ordered:
@@ -166,15 +200,16 @@ class Checker:
         self.lines_as_multiset("server", "stderr", proc.err_lines, [*errors, *extra_errors])
 
     def _server_concurrent(self, body: list[str], cipher: str, conns: list[Conn]) -> None:
+        self.ran(LOG, PLAINTEXT)
         for line in body:
             if not any(p.fullmatch(line) for p in protocol.SERVER_STDOUT_PATTERNS):
-                self.reasons.append(f"server stdout: unknown line {short(line)!r}")
+                self.fail(f"server stdout: unknown line {short(line)!r}", check_of(line))
         got_recv = Counter(line for line in body if line.startswith("[RECV] "))
         want_recv = Counter(protocol.recv_line(m) for c in conns for m in c.messages)
         for line in (want_recv - got_recv).elements():
-            self.reasons.append(f"server stdout: missing {short(line)!r}")
+            self.fail(f"server stdout: missing {short(line)!r}", PLAINTEXT)
         for line in (got_recv - want_recv).elements():
-            self.reasons.append(f"server stdout: unexpected {short(line)!r}")
+            self.fail(f"server stdout: unexpected {short(line)!r}", PLAINTEXT)
         acks = sum(1 for line in body if line == "[SEND] ACK sent to client")
         self.expect(acks == sum(want_recv.values()),
                     f"server: {acks} 'ACK sent' lines for {sum(want_recv.values())} messages")
