@@ -5,7 +5,7 @@ VENV   := .venv
 PYTHON := $(CURDIR)/$(VENV)/bin/python
 export PYTHON
 
-.PHONY: help setup build lab lab-down base-image images test test-c lint matrix bench bench-charts demo \
+.PHONY: help setup build lab lab-down base-image images test test-c lint matrix bench bench-charts bench-compare demo \
         clean clean-venv \
         handout-start check stress fuzz
 
@@ -17,7 +17,8 @@ help:
 	@echo "make base-image only the base images (build, runtime; nothing to do when they exist)"
 	@echo "make matrix     the client x server x case matrix alone (ARGS='-c c -s python -t single_message')"
 	@echo "make demo       the instructor demo (add ARGS=--no-pause for unattended runs)"
-	@echo "make bench      the benchmark: table, docs/bench/bench.json and its charts (ARGS=--quick: short)"
+	@echo "make bench      the benchmark: table, docs/bench/ (bench.json, charts), README's figures (ARGS=--quick)"
+	@echo "make bench-compare REV=main  A/B: this tree's servers and REV's, interleaved in one run"
 	@echo "make bench-charts  redraw the charts of docs/bench/ from its bench.json (no measuring)"
 	@echo "make lab-down   stop and remove the lab's containers and network"
 	@echo "make setup      install host packages (apt) and the project venv .venv (pip, from /usr/bin/python3)"
@@ -70,11 +71,15 @@ matrix: setup build
 	$(VENV)/bin/securemsg-matrix $(ARGS)
 
 # docs/bench/ holds the committed charts and the bench.json they were drawn from:
-# `make bench` measures and rewrites both, `make bench-charts` only redraws the PNGs.
+# `make bench` measures and rewrites both and README's figures, `make bench-charts` only
+# redraws the PNGs.
 BENCH_CHARTS := docs/bench
 
 bench: setup build
-	$(VENV)/bin/securemsg-bench --charts $(BENCH_CHARTS) $(ARGS)
+	$(VENV)/bin/securemsg-bench --charts $(BENCH_CHARTS) --readme README.md $(ARGS)
+
+bench-compare: setup build
+	$(VENV)/bin/securemsg-bench --compare $(or $(REV),main) $(ARGS)
 
 bench-charts: setup
 	$(PYTHON) -m securemsg_lab.benchmark.charts $(BENCH_CHARTS)/bench.json

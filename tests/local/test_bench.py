@@ -1,20 +1,18 @@
-"""The benchmark tools work: every ACK checked, every figure present (no timing asserted).
-
-Performance targets live in bench/bench.py, not here: timings on a shared machine are
-noisy. These tests only check that the tools measure what they say, on loopback, in
-short bounded runs.
+"""The benchmark tools work: every ACK checked, every figure present, --compare runs both
+builds in one run (no timing asserted: timings on a shared machine are noisy; the
+targets are securemsg-bench's business, not the tests').
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
+from securemsg_lab.benchmark import report, work
 from securemsg_lab.core import loadgen
-from securemsg_lab.core.process import Process, run
+from securemsg_lab.core.process import Process, ProcResult, run
 from securemsg_lab.core.timeouts import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,26 +28,9 @@ def built() -> None:
         assert build.exit_code == 0, build.stderr.decode()
 
 
-def json_line(argv: list[str]) -> dict[str, object]:
-    done = run(argv, timeout=scaled(60))
-    assert done.exit_code == 0, done.stderr.decode()
-    return json.loads(done.stdout.decode().strip().splitlines()[-1])
-
-
-def test_rttfloor_reports_round_trips() -> None:
-    result = json_line([str(BENCH / "rttfloor"), "--duration", "0.3"])
-    assert result["mode"] == "rttfloor"
-    ack = b"ACK: Received 64 bytes"
-    assert (result["request_bytes"], result["reply_bytes"]) == (4 + 64, 4 + len(ack))
-    assert int(result["round_trips"]) > 0
-    assert float(result["rt_per_s"]) > 0
-
-
-@pytest.mark.parametrize("argv", [["--duration", "0"], ["--duration", "61"], ["x"]])
-def test_rttfloor_rejects_bad_usage(argv: list[str]) -> None:
-    done = run([str(BENCH / "rttfloor"), *argv], timeout=scaled(10))
-    assert done.exit_code == 2
-    assert done.stdout == b""
+def bench(*args: str) -> ProcResult:
+    return run([sys.executable, "-m", "securemsg_lab.benchmark", "--no-build", *args],
+               timeout=scaled(240))
 
 
 def test_loadgen_refuses_a_host_off_loopback() -> None:
@@ -59,43 +40,62 @@ def test_loadgen_refuses_a_host_off_loopback() -> None:
     assert b"loopback" in done.stderr
 
 
-def test_quick_bench_of_the_c_server_checks_every_ack(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    done = run(
-        [sys.executable, "-m", "securemsg_lab.benchmark", "--quick", "--no-build", "--servers", "c",
-         "--seconds", "0.2", "--json", str(out), "--charts", str(tmp_path / "charts")],
-        timeout=scaled(240),
-    )
-    text = done.stdout.decode()
-    assert done.exit_code == 0, done.stderr.decode()
-    doc = json.loads(out.read_text())
-    runs = doc["runs"] + doc["handshakes"] + doc["split_writes"] + doc["binary_payload"]
-    assert {(r["cipher"], r["connections"], r["size"]) for r in doc["runs"]} == {
-        (cipher, conns, size) for cipher in ("xor", "noise") for conns in (1, 16)
-        for size in (64, 1 << 20)
-    }
+def test_a_short_bench_of_the_c_server_checks_every_ack(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{report.README_BEGIN}\nold\n{report.README_END}\n\nafter\n")
+    charts = tmp_path / "charts"
+    done = bench("--quick", "--rounds", "1", "--seconds", "0.2", "--servers", "c",
+                 "--charts", str(charts), "--readme", str(readme))
+    assert done.exit_code == 0, done.stderr.decode()[-2000:]
+    doc = json.loads((charts / "bench.json").read_text())
+    assert doc["skipped"] == []
+    assert {(r["scenario"], r["server"], r["cipher"]) for r in doc["rounds"]} == {
+        (s.key, server, cipher) for s in work.SCENARIOS
+        for server, cipher in (("refserver", "xor"), ("c", "xor"), ("c", "noise"))}
+    assert {(r["server"], r["cipher"], r["connections"], r["size"]) for r in doc["runs"]} == {
+        (server, cipher, conns, size) for server, cipher in
+        (("refserver", "xor"), ("c", "xor"), ("c", "noise")) for conns in (1, 16)
+        for size in (64, 1 << 20)}
+    runs = doc["rounds"] + doc["runs"] + doc["handshakes"]
     assert all(r["errors"] == 0 and r["round_trips"] > 0 for r in runs), runs
     assert all(r["p50_us"] <= r["p90_us"] <= r["p99_us"] <= r["p999_us"] <= r["max_us"]
                for r in runs), runs
-    # --charts: the same results beside the PNGs drawn from them
-    charts = tmp_path / "charts"
-    assert json.loads((charts / "bench.json").read_text())["runs"] == doc["runs"]
-    for name in ("roundtrips.png", "throughput.png", "latency.png"):
+    assert [h["mode"] for h in doc["handshakes"]] == ["handshakes", "handshakes"]
+    # every target of the C entry measured, none of another implementation
+    assert doc["targets"] and all(t["server"] == "c" and t["verdict"] != "SKIP"
+                                  for t in doc["targets"])
+    for name in ("serverbound.png", "throughput.png", "latency.png"):
         assert (charts / name).read_bytes().startswith(b"\x89PNG"), name
-    assert doc["skipped"] == []
-    placements = ["any", "one-cpu"] if (os.cpu_count() or 1) > 1 else ["any"]
-    assert list(doc["loopback_reference_rt_per_s"]) == placements
-    assert all(len(values) == 3 for values in doc["loopback_reference_rt_per_s"].values())
-    assert list(doc["paired_64b_rt_per_s"]) == placements
-    assert all(t["verdict"] != "SKIP" for t in doc["targets"] if "Python server" not in t["name"])
-    assert "bare loopback reference median" in text
-    assert "as a share of the reference: c xor" in text
-    # the yardstick: bench/refserver alternated with the C server's 64 B runs
-    assert all(len(doc["refserver_rt_per_s"][p]["c"]) == 3 for p in placements)
-    assert "refserver (beside c) median" in text
-    shares = [t for t in doc["targets"] if t["name"].startswith("C server xor / refserver")]
-    assert len(shares) == len(placements) and all(t["measured"] > 0 for t in shares)
-    assert "Targets (issues 2 and 5" in text
+    assert readme.read_text() == f"# x\n\n{report.readme_section(doc)}\n\nafter\n"
+    text = done.stdout.decode()
+    assert "1 conn x 64 B, one CPU" in text and "Targets (this tree" in text
+
+
+def test_compare_runs_both_builds_interleaved(tmp_path: Path) -> None:
+    worktrees = run(["git", "-C", str(ROOT), "worktree", "list"]).stdout
+    out = tmp_path / "compare.json"
+    done = bench("--compare", "HEAD", "--servers", "python", "--ciphers", "xor",
+                 "--rounds", "2", "--seconds", "0.2", "--json", str(out))
+    assert done.exit_code == 0, done.stderr.decode()[-2000:]
+    doc = json.loads(out.read_text())
+    assert [b["key"] for b in doc["builds"]] == [work.BASE, work.THIS]
+    assert doc["builds"][0]["label"] == "HEAD" and doc["runs"] == []
+    seen = {(r["round"], r["scenario"], r["build"], r["server"]) for r in doc["rounds"]}
+    assert seen == {(n, s.key, b, server) for n in (0, 1) for s in work.SCENARIOS
+                    for b, server in ((work.THIS, "refserver"), (work.BASE, "python"),
+                                      (work.THIS, "python"))}
+    assert all(r["errors"] == 0 for r in doc["rounds"])
+    header = next(line for line in done.stdout.decode().splitlines()
+                  if line.startswith("work "))
+    assert "HEAD" in header and "this tree" in header and "change" in header
+    # the temporary worktree is gone
+    assert run(["git", "-C", str(ROOT), "worktree", "list"]).stdout == worktrees
+
+
+def test_compare_with_an_unknown_revision_fails_clearly() -> None:
+    done = bench("--compare", "no-such-revision-here", "--servers", "python")
+    assert done.exit_code == 1
+    assert done.stderr.decode().startswith("[ERROR] git rev-parse"), done.stderr
 
 
 def test_loadgen_wrapper_runs_a_load_and_reports_usage_errors() -> None:

@@ -113,8 +113,11 @@ def test_the_entry_joins_the_demo(entry: Path) -> None:
 def test_the_entry_joins_the_bench(entry: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     lab_tool("securemsg_lab.benchmark", "--quick", "--no-build", "--servers", "python-lite",
-             "--seconds", "0.2", "--json", str(out), env={registry.ENV_VAR: str(entry)})
+             "--rounds", "1", "--seconds", "0.2", "--json", str(out),
+             env={registry.ENV_VAR: str(entry)})
     doc = json.loads(out.read_text())
-    assert {(r["server"], r["cipher"]) for r in doc["runs"]} == {("python-lite", "xor")}
-    assert all(r["errors"] == 0 and r["round_trips"] > 0 for r in doc["runs"])
+    for section in ("rounds", "runs"):  # beside bench/refserver, the yardstick
+        assert {(r["server"], r["cipher"]) for r in doc[section]} == {
+            ("python-lite", "xor"), ("refserver", "xor")}
+        assert all(r["errors"] == 0 and r["round_trips"] > 0 for r in doc[section])
     assert doc["skipped"] == ["python-lite/noise: unsupported (registry features)"]

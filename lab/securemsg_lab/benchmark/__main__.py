@@ -1,7 +1,5 @@
-"""`python -m securemsg_lab.benchmark`: the same as `securemsg-bench`."""
-
 import sys
 
-from .bench import main
+from .cli import main
 
 sys.exit(main())

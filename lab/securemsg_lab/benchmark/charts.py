@@ -1,22 +1,20 @@
-"""Benchmark charts: PNGs drawn from the results JSON of securemsg-bench.
+"""Benchmark charts: PNGs drawn from a results document (bench.json) and nothing else.
 
 `securemsg-bench --charts DIR` measures, saves DIR/bench.json and draws from it;
 `python -m securemsg_lab.benchmark.charts DIR/bench.json [--out DIR]` (`make bench-charts`)
-redraws the PNGs from a saved file without measuring anything. Three charts:
+redraws the PNGs from a saved file without measuring. Three charts:
 
-- roundtrips.png: round trips/s at 64 B by server x cipher x connections, and the
-  1-connection runs beside bench/refserver (the yardstick), the bare loopback
-  exchange and the seed's split-write stall;
-- throughput.png: MB/s by message size (log-log), one panel per connection count;
-- latency.png: round-trip latency percentiles at 64 B, 1 connection (the split-write
-  stall beside ours), and p50/p99 by connection count.
+- serverbound.png: each scenario's best figures, every server beside bench/refserver,
+  labelled with its share of refserver and marked with its target;
+- throughput.png: MB/s by message size, one panel per connection count (the sweep);
+- latency.png: p50 and p99 round-trip latency by connection count at 64 B (the sweep).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,20 +27,29 @@ matplotlib.use("Agg")  # files only: no display on a lab machine or in CI
 import matplotlib.pyplot as plt  # after the backend is chosen
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from .bench import human_size
+from . import report
+from .work import (
+    BASE,
+    DOC_VERSION,
+    REFERENCE,
+    THIS,
+    Doc,
+    Row,
+    Series,
+    human_size,
+    rows,
+    series_of,
+    threshold_of,
+    usable,
+)
 
 RESULTS_NAME = "bench.json"
-PERCENTILES = (("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("p999_us", "p99.9"))
-PERCENTILE_COLOURS = ("#9ecae1", "#4292c6", "#08519c", "#08306b")
 SERVER_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
-STALL_COLOUR = "tab:red"
 REFERENCE_COLOUR = "dimgray"
+TARGET_COLOUR = "crimson"
 DPI = 110
-
-Series = tuple[str, str]  # (server, cipher)
-Doc = dict[str, Any]
 
 
 class ChartError(Exception):
@@ -55,14 +62,7 @@ NUMBER = (int, float)
 RUN_FIELDS: dict[str, type | tuple[type, ...]] = {
     "server": str, "cipher": str, "connections": int, "size": int, "rt_per_s": NUMBER,
     "mb_per_s": NUMBER, "p50_us": NUMBER, "p99_us": NUMBER, "errors": int,
-}
-SPLIT_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "server": str, "split_writes": bool, "rt_per_s": NUMBER, "p50_us": NUMBER,
-    "p99_us": NUMBER, "errors": int,
-}
-#: section -> how many levels of objects lead to the lists of rt/s figures
-NESTED_FIGURES = {
-    "paired_64b_rt_per_s": 3, "refserver_rt_per_s": 2, "loopback_reference_rt_per_s": 1,
+    "round_trips": int,
 }
 
 
@@ -85,29 +85,19 @@ def _check_entries(where: str, section: str, entries: object,
                                  f"(got {entry.get(name)!r})")
 
 
-def _check_nested(where: str, section: str, value: object, depth: int) -> None:
-    if depth == 0:
-        if not isinstance(value, list) or not all(_is(v, NUMBER) for v in value):
-            raise ChartError(f"{where}: '{section}' must end in lists of numbers")
-        return
-    if not isinstance(value, dict):
-        raise ChartError(f"{where}: '{section}' must be an object")
-    for inner in value.values():
-        _check_nested(where, section, inner, depth - 1)
-
-
 def validate(doc: object, where: str) -> Doc:
     """The document if it has the shape securemsg-bench writes; ChartError otherwise."""
     if not isinstance(doc, dict):
         raise ChartError(f"{where}: expected a JSON object (securemsg-bench --json), "
                          f"got {type(doc).__name__}")
-    runs = doc.get("runs")
-    if not isinstance(runs, list) or not runs:
-        raise ChartError(f"{where}: 'runs' must be a non-empty list of loadgen results")
-    _check_entries(where, "runs", runs, RUN_FIELDS)
-    _check_entries(where, "split_writes", doc.get("split_writes", []), SPLIT_FIELDS)
-    for section, depth in NESTED_FIGURES.items():
-        _check_nested(where, section, doc.get(section, {}), depth)
+    if doc.get("version") != DOC_VERSION:
+        raise ChartError(f"{where}: not a version {DOC_VERSION} results file (securemsg-bench "
+                         "--json); measure again")
+    rounds = doc.get("rounds")
+    if not isinstance(rounds, list) or not rounds:
+        raise ChartError(f"{where}: 'rounds' must be a non-empty list of loadgen results")
+    _check_entries(where, "rounds", rounds, {**RUN_FIELDS, "scenario": str, "round": int})
+    _check_entries(where, "runs", doc.get("runs", []), RUN_FIELDS)
     loads = doc.get("load_average", [])
     if not isinstance(loads, list) or not all(_is(v, NUMBER) for v in loads):
         raise ChartError(f"{where}: 'load_average' must be a list of numbers")
@@ -129,64 +119,51 @@ def load_results(path: Path) -> Doc:
     return validate(doc, str(path))
 
 
-# --- reading the figures ------------------------------------------------------------------
+# --- styles and labels --------------------------------------------------------------------
 
 
-def good_runs(doc: Doc) -> list[dict[str, Any]]:
-    return [r for r in doc["runs"] if r["errors"] == 0 and r.get("mode", "roundtrip") ==
-            "roundtrip"]
-
-
-def series_of(doc: Doc) -> list[Series]:
-    return list(dict.fromkeys((r["server"], r["cipher"]) for r in doc["runs"]))
-
-
-def run_at(doc: Doc, series: Series, conns: int, size: int) -> dict[str, Any] | None:
-    for run in good_runs(doc):
-        if (run["server"], run["cipher"], run["connections"], run["size"]) == (
-                *series, conns, size):
-            return run
-    return None
-
-
-def small_size(doc: Doc) -> int:
-    sizes = {r["size"] for r in doc["runs"]}
-    return 64 if 64 in sizes else min(sizes)
-
-
-def median_or_none(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
+def servers_of(doc: Doc) -> list[str]:
+    return list(dict.fromkeys(s.server for s in series_of(doc["rounds"]) if not s.reference))
 
 
 def colour(doc: Doc, server: str) -> str:
-    servers = list(dict.fromkeys(s for s, _ in series_of(doc)))
-    return SERVER_COLOURS[servers.index(server) % len(SERVER_COLOURS)]
+    if server == REFERENCE:
+        return REFERENCE_COLOUR
+    return SERVER_COLOURS[servers_of(doc).index(server) % len(SERVER_COLOURS)] \
+        if server in servers_of(doc) else SERVER_COLOURS[-1]
 
 
-def bar_style(doc: Doc, series: Series) -> dict[str, Any]:
-    """xor a full bar, noise the same colour hatched: the pair reads in grey too."""
-    server, cipher = series
+def bar_style(doc: Doc, server: str, cipher: str, build: str = THIS) -> dict[str, Any]:
+    """xor a full bar, noise the same colour hatched; an older build's bars paler."""
+    alpha = 0.45 if build == BASE else 1.0
     if cipher == "xor":
-        return {"color": colour(doc, server), "edgecolor": "black", "linewidth": 0.5}
-    return {"color": "white", "edgecolor": colour(doc, server), "hatch": "///", "linewidth": 1}
+        return {"color": colour(doc, server), "edgecolor": "black", "linewidth": 0.5,
+                "alpha": alpha}
+    return {"color": "white", "edgecolor": colour(doc, server), "hatch": "///",
+            "linewidth": 1, "alpha": alpha}
 
 
-def line_style(doc: Doc, series: Series) -> dict[str, Any]:
-    server, cipher = series
+def line_style(doc: Doc, server: str, cipher: str) -> dict[str, Any]:
     return {"color": colour(doc, server), "linestyle": "-" if cipher == "xor" else "--",
-            "marker": "o" if cipher == "xor" else "s"}
+            "marker": "o" if cipher == "xor" else "s", "markersize": 5}
 
 
-def short(value: float) -> str:
-    if value >= 10_000:
-        return f"{value / 1000:.0f}k"
-    if value >= 1000:
-        return f"{value / 1000:.1f}k"
-    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+def steps(top: float, bottom: float = 1.0) -> list[float]:
+    """1-2-5 steps from below `bottom` to just above `top`: readable log-axis ticks."""
+    out: list[float] = []
+    exponent = math.floor(math.log10(max(bottom, 1e-9)))
+    while True:
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10.0 ** exponent
+            if value >= bottom / 2:
+                out.append(value)
+            if value >= top and len(out) > 1:
+                return out
+        exponent += 1
 
 
 def plain_number(value: float, _position: object = None) -> str:
-    """Tick labels a student reads at a glance: 1,000 and 0.1, not 10^3 and 10^-1."""
+    """Tick labels a student reads at a glance: 1,000 and 0.5, not 10^3."""
     return f"{value:,.0f}" if value >= 1 else f"{value:g}"
 
 
@@ -199,207 +176,172 @@ def duration(value_us: float, _position: object = None) -> str:
 
 
 def footer(doc: Doc) -> str:
-    loads = " → ".join(f"{v:.1f}" for v in doc.get("load_average", []))
     config = doc.get("config", {})
-    parts = [f"securemsg-bench {doc.get('measured_at', '')}".strip(), "loopback"]
-    if loads:
-        parts.append(f"load average (1 min) {loads} on {doc.get('cpus', '?')} CPUs, "
-                     "server and load client sharing them")
-    if isinstance(config.get("seconds_per_run"), NUMBER):
-        parts.append(f"{config['seconds_per_run']:g} s per run")
-    return "; ".join(parts) + ". Data: bench.json beside this chart."
+    return (f"securemsg-bench {doc.get('measured_at', '')}; loopback; {report.loads(doc)}, "
+            f"server and load client sharing them; best of {config.get('rounds', '?')} rounds "
+            f"of {config.get('seconds_per_run', '?')} s. Data: bench.json beside this chart.")
 
 
 def finish(fig: Figure, doc: Doc) -> Figure:
-    fig.text(0.01, 0.012, footer(doc), fontsize=7.5, color="dimgray")
-    fig.tight_layout(rect=(0, 0.035, 1, 1))
+    fig.text(0.01, 0.01, footer(doc), fontsize=7.5, color="dimgray", wrap=True)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
-# --- the charts ---------------------------------------------------------------------------
+# --- server-bound work beside refserver -----------------------------------------------------
 
 
-def draw_roundtrips_by_connections(ax: Axes, doc: Doc) -> None:
-    size = small_size(doc)
-    series = series_of(doc)
-    conns = sorted({r["connections"] for r in doc["runs"]})
-    width = 0.8 / max(1, len(series))
-    for i, one in enumerate(series):
-        xs, ys = [], []
-        for j, n in enumerate(conns):
-            run = run_at(doc, one, n, size)
-            if run is not None:
-                xs.append(j - 0.4 + width * (i + 0.5))
-                ys.append(run["rt_per_s"])
-        bars = ax.bar(xs, ys, width, label=f"{one[0]} {one[1]}", **bar_style(doc, one))
-        ax.bar_label(bars, labels=[short(y) for y in ys], fontsize=7, padding=1)
-    ax.set_xticks(range(len(conns)), [str(n) for n in conns])
-    ax.set_xlabel("concurrent connections (one load-client thread each)")
-    ax.set_ylabel("round trips / s (every ACK checked)")
-    ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
-    ax.set_title(f"Round trips per second, {human_size(size)} messages")
-    ax.legend(fontsize=8, title="server cipher", title_fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-
-
-def yardstick_rows(doc: Doc) -> list[tuple[str, float, dict[str, Any]]]:
-    """(label, rt/s, bar style) of the 64 B, 1-connection comparison, top to bottom."""
-    rows: list[tuple[str, float, dict[str, Any]]] = []
-    floor = median_or_none(doc.get("loopback_reference_rt_per_s", {}).get("any", []))
-    if floor is not None:
-        rows.append(("bare loopback, no server\n(bench/rttfloor)", floor,
-                     {"color": "white", "edgecolor": REFERENCE_COLOUR, "hatch": "..."}))
-    pooled = [v for vs in doc.get("refserver_rt_per_s", {}).get("any", {}).values() for v in vs]
-    if pooled:
-        rows.append(("yardstick: bench/refserver\n(minimal C, thread per conn)",
-                     statistics.median(pooled), {"color": REFERENCE_COLOUR}))
-    paired = doc.get("paired_64b_rt_per_s", {}).get("any", {})
-    for server, cipher in series_of(doc):
-        if cipher != "xor":
+def draw_scenario(ax: Axes, doc: Doc, scenario_rows: list[Row]) -> None:
+    """One scenario: refserver's bar, then each server's, labelled with its share;
+    a red tick at the target (the share of refserver it must reach)."""
+    names = report.labels(doc)
+    builds = [b for b in (BASE, THIS) if b in names]
+    first = scenario_rows[0]
+    bars: list[tuple[str, float | None, dict[str, Any], float | None, float | None]] = [
+        ("refserver", first.reference, {"color": REFERENCE_COLOUR}, None, None)]
+    for row in scenario_rows:
+        for build in builds:
+            tag = f" ({names[build]})" if len(builds) > 1 else ""
+            threshold = threshold_of(doc, row) if build == THIS else None
+            bars.append((f"{row.server} {row.cipher}{tag}", row.figures.get(build),
+                         bar_style(doc, row.server, row.cipher, build), row.shares.get(build),
+                         threshold))
+    top = max((v for _, v, _, _, _ in bars if v), default=1.0)
+    for y, (_, value, style, share, threshold) in enumerate(bars):
+        if value is None:
+            ax.text(0, y, "  no figure", va="center", fontsize=8)
             continue
-        value = median_or_none(paired.get(server, {}).get("xor", []))
-        if value is None and (run := run_at(doc, (server, "xor"), 1, small_size(doc))):
-            value = run["rt_per_s"]
-        if value is not None:
-            rows.append((f"{server} xor (ours: one write\nper frame, TCP_NODELAY)", value,
-                         bar_style(doc, (server, "xor"))))
-    rows += [(f"{sw['server']} xor, client with the seed's\nsplit writes, no NODELAY",
-              sw["rt_per_s"], {"color": STALL_COLOUR}) for sw in stalled_runs(doc)]
-    return rows
-
-
-def stalled_runs(doc: Doc) -> list[dict[str, Any]]:
-    """loadgen --split-writes runs: the seed's bug, length and body in two writes."""
-    return [sw for sw in doc.get("split_writes", []) if sw["split_writes"] and sw["errors"] == 0]
-
-
-def draw_yardstick(ax: Axes, doc: Doc) -> None:
-    rows = yardstick_rows(doc)
-    if not rows:
-        ax.set_axis_off()
-        return
-    labels = [label for label, _, _ in rows]
-    yardstick = next((v for label, v, _ in rows if "refserver" in label), None)
-    for y, (label, value, style) in enumerate(rows):
         ax.barh(y, value, 0.7, **{"edgecolor": "black", "linewidth": 0.5, **style})
-        text = f"{value:,.0f}"
-        if yardstick and "refserver" not in label:
-            share = value / yardstick
-            text += (f"  ({share:.2g}x refserver)" if share >= 0.01
-                     else f"  (1/{1 / share:,.0f} of refserver)")
-        ax.text(value * 1.08, y, text, va="center", fontsize=8)
-    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+        text = f" {value:,.0f}" + (f"  {share:.2f}x" if share is not None else "")
+        ax.text(value, y, text, va="center", fontsize=8)
+        if threshold is not None and first.reference:
+            mark = threshold * first.reference
+            ax.plot([mark, mark], [y - 0.42, y + 0.42], color=TARGET_COLOUR, linewidth=2.2)
+            top = max(top, mark)
+    ax.set_yticks(range(len(bars)), [b[0] for b in bars], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlim(left=min(v for _, v, _ in rows) / 3, right=max(v for _, v, _ in rows) * 15)
-    ax.set_xlabel("round trips / s (log scale)")
+    ax.set_xlim(0, top * 1.45)
     ax.xaxis.set_major_formatter(FuncFormatter(plain_number))
-    ax.set_title(f"{human_size(small_size(doc))}, 1 connection: yardstick and the "
-                 "split-write stall\n(medians of the alternated runs where measured)", fontsize=11)
-    ax.grid(axis="x", alpha=0.3, which="both")
+    ax.set_xlabel(first.scenario.unit)
+    note = "  (no target: the loopback's own ceiling)" if first.scenario.yardstick else ""
+    ax.set_title(first.scenario.title.replace(" (loopback yardstick)", "") + note, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
 
 
-def chart_roundtrips(doc: Doc) -> Figure:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.6),
-                                      gridspec_kw={"width_ratios": [1.35, 1]})
-    draw_roundtrips_by_connections(left, doc)
-    draw_yardstick(right, doc)
+def chart_serverbound(doc: Doc) -> Figure:
+    by_scenario: dict[str, list[Row]] = {}
+    for row in rows(doc):
+        by_scenario.setdefault(row.scenario.key, []).append(row)
+    # the server-bound scenarios first, the yardstick last
+    ordered = sorted(by_scenario.values(), key=lambda rs: rs[0].scenario.yardstick)
+    height = 1.0 + 0.32 * max(len(rs) * len(report.labels(doc)) + 1 for rs in ordered)
+    fig, axes = plt.subplots(2, (len(ordered) + 1) // 2, figsize=(14, 2 * height + 1.2),
+                             squeeze=False)
+    for ax, scenario_rows in zip(axes.flat, ordered, strict=False):
+        draw_scenario(ax, doc, scenario_rows)
+    for ax in list(axes.flat)[len(ordered):]:
+        ax.set_axis_off()
+    fig.suptitle("Best figures beside bench/refserver, measured in the same run "
+                 "(label: share of refserver; red mark: the target)", fontsize=12)
+    return finish(fig, doc)
+
+
+# --- the sweep ----------------------------------------------------------------------------
+
+
+def sweep_series(doc: Doc) -> list[Series]:
+    return series_of(doc.get("runs", []))
+
+
+def sweep_run(doc: Doc, series: Series, conns: int, size: int) -> dict[str, Any] | None:
+    for run in doc.get("runs", []):
+        if (Series.of(run), run["connections"], run["size"]) == (series, conns, size) \
+                and usable(run):
+            return run
+    return None
+
+
+def series_label(series: Series) -> str:
+    return "refserver (xor)" if series.reference else f"{series.server} {series.cipher}"
+
+
+def no_sweep(doc: Doc, what: str) -> Figure:
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, f"{what}: this run had no sweep (securemsg-bench --no-sweep)",
+            ha="center", va="center")
     return finish(fig, doc)
 
 
 def chart_throughput(doc: Doc) -> Figure:
-    conns = sorted({r["connections"] for r in doc["runs"]})
-    sizes = sorted({r["size"] for r in doc["runs"]})
-    fig, axes = plt.subplots(1, len(conns), figsize=(4.6 * len(conns) + 1, 4.8), sharey=True,
+    runs = doc.get("runs", [])
+    if not runs:
+        return no_sweep(doc, "Throughput by message size")
+    conns = sorted({r["connections"] for r in runs}) or [1]
+    sizes = sorted({r["size"] for r in runs}) or [64]
+    fig, axes = plt.subplots(1, len(conns), figsize=(4.6 * len(conns) + 1, 5), sharey=True,
                              squeeze=False)
+    values = [r["mb_per_s"] for r in runs if usable(r) and r["mb_per_s"] > 0] or [1.0]
+    ticks = steps(max(values), min(values))
     for ax, n in zip(axes[0], conns, strict=True):
-        for one in series_of(doc):
+        for one in sweep_series(doc):
             points = [(s, run["mb_per_s"]) for s in sizes
-                      if (run := run_at(doc, one, n, s)) is not None and run["mb_per_s"] > 0]
+                      if (run := sweep_run(doc, one, n, s)) is not None and run["mb_per_s"] > 0]
             if points:
-                ax.plot(*zip(*points, strict=True), label=f"{one[0]} {one[1]}",
-                        **line_style(doc, one))
+                ax.plot(*zip(*points, strict=True), label=series_label(one),
+                        **line_style(doc, one.server, one.cipher))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(sizes, [human_size(s) for s in sizes])
-        ax.minorticks_off()
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
+        ax.set_ylim(ticks[0], ticks[-1])
         ax.set_title(f"{n} connection{'s' if n != 1 else ''}")
         ax.set_xlabel("message size (log scale)")
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("payload MB/s (10⁶ bytes/s, log scale)")
-    axes[0][0].yaxis.set_major_formatter(FuncFormatter(plain_number))
     axes[0][0].legend(fontsize=8, title="server cipher", title_fontsize=8)
-    fig.suptitle("Throughput by message size (plaintext client → server, every ACK checked)")
+    fig.suptitle("Throughput by message size (one run each; every ACK checked)")
     return finish(fig, doc)
 
 
-def latency_rows(doc: Doc) -> list[tuple[str, dict[str, Any], bool]]:
-    """(label, loadgen result, stalled) of the percentile chart, left to right."""
-    size = small_size(doc)
-    rows = [(f"{s} {c}", run, False) for s, c in series_of(doc)
-            if (run := run_at(doc, (s, c), 1, size)) is not None]
-    rows += [(f"{sw['server']} xor,\nclient with the\nseed's split writes", sw, True)
-             for sw in stalled_runs(doc)]
-    return rows
-
-
-def draw_percentiles(ax: Axes, doc: Doc) -> None:
-    rows = latency_rows(doc)
-    shown = [(key, name) for key, name in PERCENTILES
-             if any(_is(run.get(key), NUMBER) for _, run, _ in rows)]
-    width = 0.8 / max(1, len(shown))
-    ax.set_yscale("log")
-    for i, (key, name) in enumerate(shown):
-        points = [(j - 0.4 + width * (i + 0.5), max(run[key], 0.1))  # log axis: no zero
-                  for j, (_, run, _) in enumerate(rows) if _is(run.get(key), NUMBER)]
-        ax.bar(*zip(*points, strict=True), width, label=name, color=PERCENTILE_COLOURS[i],
-               edgecolor="black", linewidth=0.4)
-    for j, (_, run, stalled) in enumerate(rows):
-        if stalled:
-            ax.axvspan(j - 0.45, j + 0.45, color=STALL_COLOUR, alpha=0.12, linewidth=0,
-                       zorder=0)
-            top = max(run[k] for k, _ in shown if _is(run.get(k), NUMBER))
-            ax.text(j, top * 1.4, f"stall:\np50 {duration(run['p50_us'])}", ha="center",
-                    fontsize=8, color=STALL_COLOUR)
-            ax.set_ylim(top=max(ax.get_ylim()[1], top * 5))
-    ax.set_xticks(range(len(rows)), [label for label, _, _ in rows], fontsize=8)
-    ax.set_ylabel("round-trip latency (log scale)")
-    ax.yaxis.set_major_formatter(FuncFormatter(duration))
-    ax.set_title(f"Latency percentiles, {human_size(small_size(doc))}, 1 connection")
-    ax.legend(fontsize=8, title="percentile", title_fontsize=8)
-    ax.grid(axis="y", alpha=0.3, which="both")
-
-
-def draw_latency_by_connections(ax: Axes, doc: Doc) -> None:
-    size = small_size(doc)
-    conns = sorted({r["connections"] for r in doc["runs"]})
-    for one in series_of(doc):
-        for key, name, alpha in (("p50_us", "p50", 1.0), ("p99_us", "p99", 0.45)):
-            points = [(j, run[key]) for j, n in enumerate(conns)
-                      if (run := run_at(doc, one, n, size)) is not None and run[key] > 0]
-            if points:
-                ax.plot(*zip(*points, strict=True), alpha=alpha,
-                        label=f"{one[0]} {one[1]} {name}", **line_style(doc, one))
-    ax.set_xticks(range(len(conns)), [str(n) for n in conns])
-    ax.set_yscale("log")
-    ax.set_xlabel("concurrent connections")
-    ax.set_ylabel("round-trip latency (log scale)")
-    ax.yaxis.set_major_formatter(FuncFormatter(duration))
-    ax.set_title(f"p50 (strong) and p99 (faded) by connections, {human_size(size)}")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3, which="both")
-
-
 def chart_latency(doc: Doc) -> Figure:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.4),
-                                      gridspec_kw={"width_ratios": [1.4, 1]})
-    draw_percentiles(left, doc)
-    draw_latency_by_connections(right, doc)
+    """p50 and p99 in panels of their own: lines of one panel never cross the other's."""
+    runs = doc.get("runs", [])
+    if not runs:
+        return no_sweep(doc, "Latency by connections")
+    size = 64 if any(r["size"] == 64 for r in runs) else min((r["size"] for r in runs),
+                                                               default=64)
+    conns = sorted({r["connections"] for r in runs}) or [1]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    values = [r[k] for r in runs for k in ("p50_us", "p99_us")
+              if r["size"] == size and usable(r) and r[k] > 0] or [1.0]
+    ticks = steps(max(values), min(values))
+    for ax, (key, name) in zip(axes, (("p50_us", "p50"), ("p99_us", "p99")), strict=True):
+        for one in sweep_series(doc):
+            points = [(j, run[key]) for j, n in enumerate(conns)
+                      if (run := sweep_run(doc, one, n, size)) is not None and run[key] > 0]
+            if points:
+                ax.plot(*zip(*points, strict=True), label=series_label(one),
+                        **line_style(doc, one.server, one.cipher))
+        ax.set_xticks(range(len(conns)), [str(n) for n in conns])
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(FuncFormatter(duration))
+        ax.set_ylim(ticks[0], ticks[-1])
+        ax.set_xlabel("concurrent connections")
+        ax.set_title(f"{name} round-trip latency, {human_size(size)} messages")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("round-trip latency (log scale)")
+    axes[0].legend(fontsize=8, title="server cipher", title_fontsize=8)
     return finish(fig, doc)
 
 
 CHARTS: tuple[tuple[str, Callable[[Doc], Figure]], ...] = (
-    ("roundtrips.png", chart_roundtrips),
+    ("serverbound.png", chart_serverbound),
     ("throughput.png", chart_throughput),
     ("latency.png", chart_latency),
 )

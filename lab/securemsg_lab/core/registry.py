@@ -123,6 +123,11 @@ def _local_program(words: tuple[str, ...], root: Path) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: the keys from_toml reads; any other table (e.g. [bench]) is kept in `extra` for the
+#: lab tool it belongs to
+_PARSED = frozenset({"name", "argv", "features", "description", "local", "docker"})
+
+
 def from_toml(path: Path) -> Implementation:
     """One entry from a TOML file (format: docs/implementations.md)."""
     source = str(path)
@@ -147,6 +152,7 @@ def from_toml(path: Path) -> Implementation:
         dockerfile=build.get("dockerfile", ""),
         docker_server=_words(docker, "server", source),
         docker_client=_words(docker, "client", source), source=source,
+        extra={key: value for key, value in doc.items() if key not in _PARSED},
     )
 
 
