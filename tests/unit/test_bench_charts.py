@@ -224,3 +224,13 @@ def test_a_malformed_results_file_is_refused_clearly(
 def test_a_missing_results_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(charts.ChartError, match="cannot read"):
         charts.load_results(tmp_path / "nothing.json")
+
+
+def test_the_text_report_lists_failed_runs_and_the_targets(capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    report.print_all(synthetic_doc())
+    out = capsys.readouterr().out
+    assert "Runs with errors (1; never a figure)" in out
+    assert "this/c/xor 1 conns x 64 B: 1 errors" in out
+    assert "FAIL  c noise / c xor, 4 conns x 1 MiB: 0.18x (target >= 0.4x)" in out
+    assert "load average (1 min) 1.0 -> 2.5 on 2 CPUs" in out

@@ -131,6 +131,13 @@ def print_all(doc: Doc) -> None:
     print("Targets (this tree; shares of bench/refserver in the same run):")
     for line in verdicts(doc) or ["none"]:
         print(f"  {line}")
+    failed = [r for r in [*doc["rounds"], *doc.get("runs", []), *doc.get("handshakes", [])]
+              if r.get("errors")]
+    if failed:
+        print(f"Runs with errors ({len(failed)}; never a figure), the first error of each:")
+        for r in failed[:20]:
+            print(f"  {r.get('build', THIS)}/{r['server']}/{r['cipher']} {r['connections']} "
+                  f"conns x {human_size(r['size'])}: {r['errors']} errors, {r['first_error']}")
     for note in doc.get("skipped", []):
         print(f"skipped: {note}")
 
