@@ -30,7 +30,6 @@ import shutil
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -209,8 +208,8 @@ def _outcome(result: process.ProcResult) -> Outcome:
 def _run_server(argv: list[str], row: Row) -> Outcome:
     """Start the server, wait for its Listening line, stop it with SIGTERM."""
     server = process.Process(argv, role="server", env=process.program_env(row.env))
+    # both servers install their signal handlers before the Listening line
     if server.out.wait_for(process.LISTENING, timeout=TIMEOUT):
-        time.sleep(0.05)  # let a Python server reach its wait for signals
         return _outcome(server.stop(timeout=TIMEOUT))  # SIGTERM; killed if it lingers
     return _outcome(server.wait(timeout=TIMEOUT))  # it exited without listening (or hangs)
 

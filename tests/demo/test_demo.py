@@ -1,7 +1,7 @@
 """The demo end to end: run `securemsg-demo --no-pause` and check what it printed.
 
-Local backend always; Docker backend when an engine answers (with REQUIRE_DOCKER=1 a
-missing engine is a failure, not a skip).
+Local backend always; the Docker backend too (marked `docker`: skipped without an
+engine, a failure with REQUIRE_DOCKER=1, tests/support/needs.py).
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from securemsg_lab.core.docker import engine_answers
 from securemsg_lab.core.process import PIPE, Process
 from securemsg_lab.core.process import run as run_program
 from securemsg_lab.core.timeouts import scaled
@@ -50,14 +48,6 @@ def run_demo(*args: str, timeout: float = 240) -> DemoRun:
     assert not done.timed_out, f"the demo did not finish in {timeout} s"
     output = (done.stdout + done.stderr).decode("utf-8", "replace")
     return DemoRun(done.exit_code, output, done.duration)
-
-
-def require_docker() -> None:
-    if engine_answers():
-        return
-    if os.environ.get("REQUIRE_DOCKER") == "1":
-        pytest.fail("REQUIRE_DOCKER=1 but no Docker engine answers `docker version`")
-    pytest.skip("no Docker engine answers `docker version` (set REQUIRE_DOCKER=1 to fail)")
 
 
 def recovered_key_hex(text: str) -> str:
@@ -173,8 +163,8 @@ def test_demo_ctrl_c_cleans_up() -> None:
     demo = Process([sys.executable, *DEMO, "--backend", "local", "--step", "1,2"], stdin=PIPE,
                    merge=True, env=env, cwd=REPO)
     demo.write(b"\n")  # run step 1, then stop at step 2's pause
-    demo.out.wait_for("Step 2/8", timeout=scaled(60))
-    time.sleep(0.5)
+    # step 2's prompt (the second one): the demo sits in input() there
+    assert demo.out.wait_count(b"[Enter to run] ", 2, timeout=scaled(60)), demo.out.snapshot()
     result = demo.stop(signal.SIGINT, timeout=scaled(60))
     out = result.stdout.decode("utf-8", "replace")
     assert result.exit_code == 130, out
@@ -187,7 +177,6 @@ def test_demo_ctrl_c_cleans_up() -> None:
 @pytest.mark.docker
 @pytest.mark.timeout(900)
 def test_demo_docker_backend() -> None:
-    require_docker()
     run = run_demo("--backend", "docker", timeout=840)
     check_full_run(run, DEFAULT_KEY)
     assert "Backend: docker" in run.output

@@ -8,13 +8,14 @@ Imported by name: pytest puts this directory (no __init__.py) first on the impor
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
-import os
 import re
 import shutil
 import signal
 import socket
 import struct
+import termios
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +25,10 @@ import pytest
 from noise.connection import NoiseConnection
 from securemsg_lab.core import process, registry, timeouts
 from securemsg_lab.core.paths import REPO as ROOT
+from securemsg_lab.wire.pcap import TCP_FIN, TCP_RST, PcapError, Segment, parse_segments
 from securemsg_lab.wire.rawsock import recv_exact
+
+from tests.support import needs
 
 LUA = ROOT / "wireshark" / "securemsg.lua"
 LOOPBACK = "127.0.0.1"
@@ -40,30 +44,18 @@ class HarnessError(RuntimeError):
 # -- tools ------------------------------------------------------------------------------
 
 
-def tools_required() -> bool:
-    """CI and REQUIRE_DOCKER=1 runs must have every tool: a missing one fails, never skips."""
-    return os.environ.get("REQUIRE_DOCKER") == "1" or os.environ.get("CI", "").lower() == "true"
-
-
 def tshark_path() -> str:
-    path = shutil.which("tshark")
-    if path:
-        return path
-    reason = "tshark is not installed (apt-get install tshark; scripts/setup.sh does)"
-    if tools_required():
-        pytest.fail(f"{reason}, and CI=true or REQUIRE_DOCKER=1 requires it", pytrace=False)
-    pytest.skip(reason)
-    raise AssertionError("unreachable")
+    return needs.tool("tshark", "apt-get install tshark; scripts/setup.sh does")
 
 
 def capture_program() -> str:
-    """tcpdump, else dumpcap (installed with tshark). Missing both is always a failure."""
+    """tcpdump, else dumpcap (installed with tshark). Missing both is always a failure;
+    with REQUIRE_DOCKER=1 tcpdump itself must be there."""
     tcpdump = shutil.which("tcpdump")
     if tcpdump:
         return tcpdump
-    if tools_required():
-        pytest.fail("tcpdump is not installed, and CI=true or REQUIRE_DOCKER=1 requires it",
-                    pytrace=False)
+    if needs.required():
+        needs.missing("tcpdump is not installed (scripts/setup.sh installs it)")
     dumpcap = shutil.which("dumpcap")
     if dumpcap:
         return dumpcap
@@ -332,8 +324,37 @@ class LoopbackCapture:
             raise
 
     def stop(self) -> None:
-        time.sleep(0.3)  # the last ACKs and FINs reach the capture
+        self.wait_ended(timeouts.scaled(10))
         self.process.stop(signal.SIGINT, timeout=timeouts.scaled(15))
+
+    def wait_ended(self, timeout: float) -> bool:
+        """Until every connection in the pcap so far has ended: a reset, or both FINs and
+        the ACK after them (-U writes each packet as it comes)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                segments = parse_segments(self.path.read_bytes())
+            except (OSError, PcapError):
+                segments = []  # no header yet, or a record half written
+            if segments and all(map(_ended, _by_connection(segments).values())):
+                return True
+            if time.monotonic() > deadline or not self.process.alive():
+                return False
+            time.sleep(0.02)
+
+
+def _by_connection(segments: list[Segment]) -> dict[frozenset, list[Segment]]:
+    found: dict[frozenset, list[Segment]] = {}
+    for segment in segments:
+        found.setdefault(frozenset((segment.src, segment.dst)), []).append(segment)
+    return found
+
+
+def _ended(segments: list[Segment]) -> bool:
+    if any(segment.flags & TCP_RST for segment in segments):
+        return True
+    finished = {segment.src for segment in segments if segment.flags & TCP_FIN}
+    return len(finished) == 2 and not segments[-1].flags & TCP_FIN
 
 
 def run_client(argv: list[str], stdin: bytes | None) -> None:
@@ -357,12 +378,23 @@ def recv_frame(sock: socket.socket) -> bytes:
 
 
 def send_in_pieces(sock: socket.socket, data: bytes, cuts: list[int]) -> None:
-    """Each piece its own segment: TCP_NODELAY, and a pause for the stack to send it."""
+    """Each piece its own segment: TCP_NODELAY, and the next piece only once the peer has
+    acknowledged this one (nothing left in the send queue to coalesce with)."""
     start = 0
     for cut in [*cuts, len(data)]:
         sock.sendall(data[start:cut])
         start = cut
-        time.sleep(0.05)
+        wait_acked(sock)
+
+
+def wait_acked(sock: socket.socket, timeout: float = 10.0) -> None:
+    """Until the kernel's send queue of `sock` is empty (Linux SIOCOUTQ: bytes not yet
+    acknowledged by the peer)."""
+    deadline = time.monotonic() + timeouts.scaled(timeout)
+    while struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]:
+        if time.monotonic() > deadline:
+            raise HarnessError("the peer did not acknowledge a piece in time")
+        time.sleep(0.001)
 
 
 def wait_closed(sock: socket.socket, timeout: float = 15) -> None:

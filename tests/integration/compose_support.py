@@ -1,13 +1,12 @@
 """What the Docker tests share: commands run from the repository root, checked exits, and
-the skip-or-fail rule (``REQUIRE_DOCKER=1``) when an engine or tool is missing."""
+the skip-or-fail rule when an engine or tool is missing (tests/support/needs.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.support import needs
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -44,8 +43,5 @@ def must(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def unavailable(reason: str) -> None:
-    """Skip, or fail when REQUIRE_DOCKER=1 says Docker must be there."""
-    if os.environ.get("REQUIRE_DOCKER") == "1":
-        pytest.fail(f"REQUIRE_DOCKER=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
+#: skip, or fail when REQUIRE_DOCKER=1 says Docker must be there
+unavailable = needs.missing
