@@ -10,17 +10,11 @@ use the Docker backend) check the engine before they start: tests/conftest.py.
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 from typing import NoReturn
 
 import pytest
-from securemsg_lab.docker import engine_answers
-
-
-def required() -> bool:
-    """REQUIRE_DOCKER=1, exactly: the whole suite must run here."""
-    return os.environ.get("REQUIRE_DOCKER", "") == "1"
+from securemsg_lab.core.docker import engine_answers, required
 
 
 def missing(reason: str) -> NoReturn:

@@ -682,3 +682,9 @@ def engine_answers() -> bool:
             client.close()
     except Exception:  # noqa: BLE001 - any failure means: no usable engine
         return False
+
+
+def required() -> bool:
+    """REQUIRE_DOCKER=1: Docker (and every tool of the full test suite) must be there, so a
+    missing one is a failure, never a skip or a fallback. The one place that reads it."""
+    return os.environ.get("REQUIRE_DOCKER", "") == "1"

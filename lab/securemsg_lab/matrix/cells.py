@@ -10,7 +10,6 @@ case needs (registry `features`) is "unsupported": reported, never run, never fa
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import threading
 import time
@@ -287,9 +286,9 @@ def write_junit(path: Path, outcomes: list[CellOutcome], backend: str,
 
 def make_backend(name: str | None = None, *, rebuild: bool = False) -> Backend:
     """`docker`, `local`, or None: Docker when an engine answers (REQUIRE_DOCKER=1: must)."""
-    from ..core.docker import engine_answers  # the SDK is imported only here
+    from ..core.docker import engine_answers, required  # the SDK is imported only here
 
-    require = os.environ.get("REQUIRE_DOCKER", "") not in ("", "0")
+    require = required()
     if name is None:
         name = "docker" if require or engine_answers() else "local"
     if name == "local":
@@ -298,8 +297,7 @@ def make_backend(name: str | None = None, *, rebuild: bool = False) -> Backend:
         return LocalBackend()
     if name == "docker":
         if not engine_answers():
-            raise BackendUnavailable("no Docker engine answers (REQUIRE_DOCKER="
-                                     f"{os.environ.get('REQUIRE_DOCKER', '')!r})")
+            raise BackendUnavailable("no Docker engine answers")
         from ..core.docker import DockerBackend
 
         return DockerBackend(rebuild=rebuild)

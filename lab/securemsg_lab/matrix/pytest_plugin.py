@@ -10,7 +10,6 @@ parametrizes over `CellSpec`s; tests/conftest.py loads this plugin.
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +30,6 @@ from .cells import (
 SELECTED = pytest.StashKey[dict[str, list[CellSpec]]]()
 RUNS = pytest.StashKey["MatrixRuns"]()
 DEFAULT_JOBS = {"docker": 10, "local": 4}
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0")
 
 
 @dataclass
@@ -100,7 +95,9 @@ class MatrixRuns:
         """Pass, fail or (only where allowed) skip the test of one cell."""
         state = self.run(kind)
         if state.error is not None:
-            if kind == "docker" and not env_flag("REQUIRE_DOCKER"):
+            from ..core.docker import required as docker_required  # the SDK only when needed
+
+            if kind == "docker" and not docker_required():
                 pytest.skip(f"Docker backend unavailable: {state.error}")
             pytest.fail(f"{state.backend_name} backend unavailable: {state.error}")
         outcome = state.outcomes[spec]
