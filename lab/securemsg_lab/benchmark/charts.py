@@ -212,12 +212,15 @@ def draw_scenario(ax: Axes, doc: Doc, scenario_rows: list[Row]) -> None:
             ax.text(0, y, "  no figure", va="center", fontsize=8)
             continue
         ax.barh(y, value, 0.7, **{"edgecolor": "black", "linewidth": 0.5, **style})
-        text = f" {value:,.0f}" + (f"  {share:.2f}x" if share is not None else "")
-        ax.text(value, y, text, va="center", fontsize=8)
+        end = value
         if threshold is not None and first.reference:
             mark = threshold * first.reference
             ax.plot([mark, mark], [y - 0.42, y + 0.42], color=TARGET_COLOUR, linewidth=2.2)
             top = max(top, mark)
+            if -0.03 * top < mark - value < 0.3 * top:  # the label clear of the mark
+                end = max(value, mark)
+        text = f" {value:,.0f}" + (f"  {share:.2f}x" if share is not None else "")
+        ax.text(end, y, text, va="center", fontsize=8)
     ax.set_yticks(range(len(bars)), [b[0] for b in bars], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, top * 1.45)

@@ -61,6 +61,7 @@ class Session:
     pin: tuple[str, ...]
     servers: dict[tuple[tuple[str, str, str], bool], Server] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    round_loads: list[float] = field(default_factory=list)  # 1-min, at each round's start
 
     def load(self, server: Server, scenario: Scenario | None, connections: int, size: int,
              **extra: Any) -> Run | None:
@@ -111,8 +112,9 @@ def rounds(session: Session, keys: list[tuple[str, str, str]]) -> list[Run]:
     """Each scenario on each server once per round; the order turns every round."""
     runs: list[Run] = []
     for number in range(session.plan.rounds):
+        session.round_loads.append(os.getloadavg()[0])
         session.say(f"round {number + 1}/{session.plan.rounds} (load average "
-                    f"{os.getloadavg()[0]:.1f})")
+                    f"{session.round_loads[-1]:.1f})")
         for scenario in session.plan.scenarios:
             turn = number % len(keys)
             for key in keys[turn:] + keys[:turn]:
@@ -176,6 +178,7 @@ def measure(builds: list[Build], plan: Plan, say: Say = say_stderr) -> Doc:
         "seconds": round(time.time() - started, 1),
         "cpus": os.cpu_count(),
         "load_average": loads,
+        "round_load_average": session.round_loads,
         "config": plan.describe(),
         "builds": [b.describe() | {"implementations": sorted(b.implementations)}
                    for b in builds],

@@ -122,6 +122,9 @@ def print_all(doc: Doc) -> None:
                   f"p99 {num(h['p99_us'], 1)} µs   errors {h['errors']}")
         print()
     print(heading(doc))
+    if doc.get("round_load_average"):
+        print("load average (1 min) at the start of each round: " +
+              ", ".join(f"{v:.1f}" for v in doc["round_load_average"]))
     print(text(scenario_table(doc)))
     spread = round_spread(doc)
     if spread:
