@@ -479,17 +479,19 @@ static int parse_option(hostile_options *o, const char *a, const char *val, int 
         return parse_seconds(val, &o->duration);
     if (strcmp(a, "--peers") == 0)
         return parse_long(val, 1, HOSTILE_MAX_PEERS, &o->peers);
-    if (strcmp(a, "--frame") == 0 && parse_long(val, 1, HOSTILE_MAX_FRAME, &v) == 0)
+    if (strcmp(a, "--frame") == 0 && parse_long(val, 1, HOSTILE_MAX_FRAME, &v) == 0) {
         o->frame = (uint32_t)v;
-    else if (strcmp(a, "--stall-after") == 0 &&
-             parse_long(val, 0, HOSTILE_MAX_FRAME, &v) == 0)
-        o->stall_after = (uint32_t)v, *stall_set = 1;
-    else if (strcmp(a, "--rate") == 0 && parse_long(val, 1, HOSTILE_MAX_RATE, &v) == 0)
+    } else if (strcmp(a, "--stall-after") == 0 &&
+               parse_long(val, 0, HOSTILE_MAX_FRAME, &v) == 0) {
+        o->stall_after = (uint32_t)v;
+        *stall_set = 1;
+    } else if (strcmp(a, "--rate") == 0 && parse_long(val, 1, HOSTILE_MAX_RATE, &v) == 0) {
         o->rate = (uint32_t)v;
-    else if (strcmp(a, "--header-bytes") == 0 && parse_long(val, 1, 3, &v) == 0)
+    } else if (strcmp(a, "--header-bytes") == 0 && parse_long(val, 1, 3, &v) == 0) {
         o->header_bytes = (uint32_t)v;
-    else
+    } else {
         return -1;
+    }
     return 0;
 }
 
@@ -516,16 +518,20 @@ static int parse_options(hostile_options *o, int argc, char **argv)
             goto bad;
         i++;
     }
-    if (npos != 2 || o->peers == 0 || o->duration == 0.0 || parse_target(o, pos[0], pos[1]) < 0)
+    if (npos != 2 || o->peers == 0 || o->duration == 0.0)
         goto bad;
+    if (parse_target(o, pos[0], pos[1]) < 0) {
+        fprintf(stderr, "[ERROR] Not a numeric loopback address and port: %s %s\n", pos[0],
+                pos[1]);
+        return -1;
+    }
     if (!stall_set)
         o->stall_after = o->frame / 2;
     if (o->stall_after > o->frame)
         goto bad;
     return 0;
 bad:
-    fprintf(stderr, "[ERROR] Invalid arguments (the target must be a loopback address)\n%s",
-            usage_text);
+    fprintf(stderr, "[ERROR] Invalid arguments\n%s", usage_text);
     return -1;
 }
 

@@ -19,7 +19,14 @@ import time
 
 import pytest
 
-from .stress_support import Hostile, real_clients, scale_name, scaled, wait_until
+from .stress_support import (
+    Hostile,
+    real_client_round,
+    real_clients,
+    scale_name,
+    scaled,
+    wait_until,
+)
 
 CUT_LINES = ("Frame timeout for ", "paused by the memory budget")
 DRAIN_TIMEOUT = 5  # the default
@@ -34,6 +41,7 @@ def test_min_rate_senders(start_server, built, figures) -> None:
     short = scale_name() == "short"
     options = ("--frame-timeout", "1", "--min-rate", str(SHORT_MIN_RATE)) if short else ()
     server = start_server(*options)
+    real_client_round(server.port)  # whatever a server starts on first use is up
     fds_start, threads_start = server.open_fds(), server.threads()
     hostile = Hostile(server.port, "trickle", peers, seconds, "--rate", str(RATE))
     connected = hostile.wait_connected()
