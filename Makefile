@@ -7,7 +7,7 @@ export PYTHON
 
 .PHONY: help setup build lab lab-down base-image images test test-c lint matrix bench bench-charts bench-compare demo \
         clean clean-venv \
-        handout-start check stress fuzz
+        handout-start check handout-diff class-check stress fuzz
 
 help:
 	@echo "make lab        install what is missing, build everything, run the Docker lab (Ctrl-C stops)"
@@ -29,6 +29,8 @@ help:
 	@echo "make clean      remove build outputs and results/"
 	@echo "make handout-start  the lab handout's workspace, handout/work (FORCE=1 starts over)"
 	@echo "make check      check the handout's tasks (TASK=3: one task): PASS or FAIL with a hint"
+	@echo "make handout-diff  your changes to the handout's workspace, as one patch"
+	@echo "make class-check CLASS=\"DIR ...\"  instructors: every task over many workspaces, one line each"
 
 setup:
 	scripts/setup.sh
@@ -93,6 +95,15 @@ handout-start: setup
 
 check: setup build
 	$(PYTHON) -m securemsg_lab.tasks check $(TASK)
+
+# The student's changes to the workspace (not the planted bugs): `make handout-diff > fixes.diff`
+handout-diff: setup
+	@$(PYTHON) -m securemsg_lab.tasks diff
+
+# Instructors: every task over N workspaces, CLASS="DIR ..." (a workspace or a folder of them)
+class-check: setup build
+	@test -n "$(CLASS)" || { echo 'usage: make class-check CLASS="DIR ..." [TASK="N ..."]'; exit 2; }
+	$(PYTHON) -m securemsg_lab.tasks class $(CLASS) $(if $(TASK),--tasks $(TASK))
 
 clean:
 	$(MAKE) -C c clean

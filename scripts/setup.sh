@@ -4,7 +4,8 @@
 #      tests, python3-venv for the project's virtual environment, mmdebstrap for the
 #      registry-less base images, docker-registry for the registry build test (a local
 #      registry on 127.0.0.1), tcpdump for the demo's capture, tshark for the
-#      Wireshark dissector's tests (wireshark/), patch for the handout's planted bugs.
+#      Wireshark dissector's tests (wireshark/), patch for the handout's planted bugs,
+#      strace for the handout's task 7 check (it counts a server's writes per ACK).
 #   2. The project's virtual environment .venv, made from the distribution's python3
 #      (Debian 12 / Ubuntu 24.04 mark it externally managed, PEP 668, so pip never
 #      touches it), with this project installed editable and its dev extras.
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(gcc make libc6-dev pkg-config libsodium-dev libjansson-dev python3 python3-venv
-              mmdebstrap docker-registry tcpdump tshark patch
+              mmdebstrap docker-registry tcpdump tshark patch strace
               clang libclang-rt-dev)  # clang + its runtime: libFuzzer targets (make -C c fuzz)
 readonly VENV=.venv
 readonly STAMP="$VENV/.securemsg-installed"

@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 
 from securemsg_lab.tasks import procs
-from securemsg_lab.tasks.workspace import BUGS, REPO, read_frames
+from securemsg_lab.tasks.workspace import REPO, read_frames
 from securemsg_lab.wire import mitm
 
 DEFAULT_KEY = b"MY_SECRET_KEY"
@@ -31,9 +31,9 @@ def ack(n: int) -> bytes:
 
 
 def task1(answers: Path, message: str = "Hello from the handout") -> None:
-    argv = procs.server_argv(REPO, "python", [])
+    argv = procs.server_argv(REPO, procs.no_build_name(), [])
     with procs.Server(argv) as server:
-        client = procs.run(procs.client_argv(REPO, "python", server.port, message, []))
+        client = procs.run(procs.client_argv(REPO, procs.no_build_name(), server.port, message, []))
     (answers / "task1.txt").write_text(server.output() + client.output)
 
 
@@ -79,11 +79,11 @@ def noise_tamper_transcript(tmp: Path, frame_index: int = 1) -> str:
     psk.write_bytes(os.urandom(32))
     options = ["--cipher", "noise", "--key-file", str(psk)]
     mask = xor(b"PAY 10 EUR TO ALICE", b"PAY 99 EUR TO CAROL")
-    with procs.Server(procs.server_argv(REPO, "python", options)) as server:
+    with procs.Server(procs.server_argv(REPO, procs.no_build_name(), options)) as server:
         proxy = mitm.MitmProxy((procs.LOOPBACK, server.port),
                                mitm.Tamper(mask, offset=1, frame_index=frame_index)).start()
         try:
-            procs.run(procs.client_argv(REPO, "python", proxy.address[1],
+            procs.run(procs.client_argv(REPO, procs.no_build_name(), proxy.address[1],
                                         "PAY 10 EUR TO ALICE", [*options, "--idle-timeout", "5"]),
                       timeout=20)
             proxy.wait_idle(timeout=10)
@@ -96,8 +96,33 @@ def task6(answers: Path, tmp: Path) -> None:
     (answers / "task6.txt").write_text(noise_tamper_transcript(tmp))
 
 
-def fix_bug(work: Path, name: str) -> None:
+def fix_bug(work: Path, letter: str) -> None:
     """The reference fix: the planted-bug patch reversed."""
     result = procs.run(["patch", "-p1", "-R", "--batch", "--no-backup-if-mismatch",
-                        "-d", str(work), "-i", str(BUGS / f"{name}.patch")])
+                        "-d", str(work), "-i", str(procs.bugs()[letter].patch)])
     assert result.returncode == 0, result.output
+
+
+def half_fix_nodelay(work: Path) -> None:
+    """A wrong fix of bug A: TCP_NODELAY back on the client's socket, the two writes kept
+    (the stall goes, two segments per ACK stay)."""
+    server_c = work / procs.tree_of(procs.bugs()["A"].implementation) / "server.c"
+    text = server_c.read_text()
+    anchor = "    net_set_timeouts(fd, srv->cfg->idle_timeout);"
+    assert text.count(anchor) == 1, "the planted bug's context moved: update this helper"
+    server_c.write_text(text.replace(anchor, "    net_set_nodelay(fd);\n" + anchor))
+
+
+def wrong_key_transcript(tmp: Path) -> str:
+    """A noise server's output when the client's key file is not the server's."""
+    server_key, client_key = tmp / "server.psk", tmp / "client.psk"
+    server_key.write_bytes(os.urandom(32))
+    client_key.write_bytes(os.urandom(32))
+    name = procs.no_build_name()
+    with procs.Server(procs.server_argv(REPO, name, ["--cipher", "noise", "--key-file",
+                                                      str(server_key)])) as server:
+        procs.run(procs.client_argv(REPO, name, server.port, "PAY 10 EUR TO ALICE",
+                                    ["--cipher", "noise", "--key-file", str(client_key),
+                                     "--idle-timeout", "5"]), timeout=20)
+        server.proc.out.wait_for("Client disconnected", timeout=10)
+    return server.output()

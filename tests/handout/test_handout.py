@@ -10,15 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from securemsg_lab.tasks import procs
+from securemsg_lab.tasks import classcheck, procs, task_bugs
 from securemsg_lab.tasks.cli import run_check
 from securemsg_lab.tasks.result import Fail, Result
-from securemsg_lab.tasks.workspace import REPO, Workspace, start
+from securemsg_lab.tasks.workspace import REPO, Workspace, changes, start
 
 from . import handout_solutions as sol
 from .handout_pcap import connection_pcap
 
 pytestmark = pytest.mark.timeout(300)
+
+BUG_A, BUG_B = procs.bugs()["A"], procs.bugs()["B"]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +36,17 @@ def fixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace with the reference fixes and every reference answer."""
     work = tmp_path_factory.mktemp("handout") / "work"
     start(work, seed=11)
-    for bug in ("A-split-write", "B-empty-ack"):
-        sol.fix_bug(work, bug)
+    for letter in ("A", "B"):
+        sol.fix_bug(work, letter)
+    return work
+
+
+@pytest.fixture(scope="module")
+def nodelay_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Bug A "fixed" by turning TCP_NODELAY back on: the two writes kept."""
+    work = tmp_path_factory.mktemp("handout") / "work"
+    start(work, seed=13)
+    sol.half_fix_nodelay(work)
     return work
 
 
@@ -63,21 +74,54 @@ def check(task: int, ws: Workspace) -> Result:
     return result
 
 
+def planted_in(work: Path, bug: procs.Bug) -> bool:
+    """The bug's patch is applied: it reverses cleanly."""
+    result = procs.run(["patch", "-p1", "-R", "--dry-run", "--batch", "-d", str(work),
+                        "-i", str(bug.patch)])
+    return result.returncode == 0
+
+
 def test_start_copies_and_plants(planted: Path) -> None:
-    assert "net_write_all(c->fd, out, 4)" in (planted / "c" / "server.c").read_text()
-    assert "Message) and event.data" in (planted / "python/securemsg/server.py").read_text()
-    assert not (planted / "c" / "build").exists()
+    assert planted_in(planted, BUG_A) and planted_in(planted, BUG_B)
+    assert not (planted / procs.tree_of(BUG_A.implementation) / "build").exists()
     assert sorted(p.name for p in (planted / "challenge").iterdir()) == ["task4.txt",
                                                                           "task5.txt"]
 
 
+def test_start_names_the_bugs_by_letter_only(tmp_path: Path) -> None:
+    """No spoiler: the start message and the patch names say A and B, nothing more."""
+    said = "\n".join(start(tmp_path / "work", seed=3))
+    assert "planted bugs A (task 7), B (task 8)" in said
+    for word in ("split", "empty", "write", "ack", "nagle", "nodelay"):
+        assert word not in said.lower()
+    assert sorted(bug.patch.name for bug in procs.bugs().values()) == ["A.patch", "B.patch"]
+
+
+def test_handout_diff_shows_the_students_changes_only(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    start(work, seed=5)
+    assert changes(work) == (0, "")
+    sol.fix_bug(work, "A")
+    status, diff = changes(work)
+
+    def changed(text: str, sign: str) -> list[str]:
+        return sorted(line[1:] for line in text.splitlines()
+                      if line.startswith(sign) and not line.startswith(sign * 3))
+
+    patch = BUG_A.patch.read_text()
+    assert status == 1  # the student's fix alone: the patch reversed, nothing planted shown
+    assert changed(diff, "+") == changed(patch, "-") and changed(patch, "-")
+    assert changed(diff, "-") == changed(patch, "+")
+
+
 def test_workspace_programs_are_registry_entries(planted: Path) -> None:
     """The checks and the matrix run the workspace's copies, not the reference."""
-    c_impl, py_impl = (procs.implementation(planted, lang) for lang in ("c", "python"))
-    assert (c_impl.name, py_impl.name) == ("c-work", "python-work")
-    assert c_impl.program("server") == [str(planted / "c" / "server")]
-    assert str(planted / "python" / "server.py") in py_impl.program("server")
-    assert procs.implementation(REPO, "c").program("server") == [str(REPO / "c" / "server")]
+    for name in procs.lab_names():
+        copy, reference = procs.implementation(planted, name), procs.implementation(REPO, name)
+        assert copy.name == f"{name}-work"
+        tree = procs.tree_of(name)
+        assert str(planted / tree) in " ".join(copy.program("server"))
+        assert str(REPO / tree) in " ".join(reference.program("server"))
 
 
 def test_start_keeps_an_existing_workspace(planted: Path) -> None:
@@ -134,7 +178,7 @@ def test_task1_talks_to_the_lab_when_it_is_up(ws: Workspace,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     sol.task1(ws.answers)
     holder, closed = unused_port()
-    with holder, procs.Server(procs.server_argv(REPO, "python", [])) as lab:
+    with holder, procs.Server(procs.server_argv(REPO, procs.no_build_name(), [])) as lab:
         monkeypatch.setenv("SECUREMSG_HANDOUT_LAB", "1")
         monkeypatch.setenv("SECUREMSG_C_PORT", str(lab.port))
         monkeypatch.setenv("SECUREMSG_PYTHON_PORT", str(closed))
@@ -144,8 +188,9 @@ def test_task1_talks_to_the_lab_when_it_is_up(ws: Workspace,
     assert f"nothing listens on 127.0.0.1:{closed}" in result.why
 
 
-def test_task1_fail_when_another_program_has_the_lab_port(
+def test_task1_passes_beside_another_program_on_the_lab_port(
         ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Something that accepts and never answers on 5000: reported, not a failure."""
     sol.task1(ws.answers)
     holder, closed = unused_port()
     with holder, socket.create_server(("127.0.0.1", 0)) as other:  # accepts, never answers
@@ -153,7 +198,24 @@ def test_task1_fail_when_another_program_has_the_lab_port(
         monkeypatch.setenv("SECUREMSG_C_PORT", str(other.getsockname()[1]))
         monkeypatch.setenv("SECUREMSG_PYTHON_PORT", str(closed))
         result = check(1, ws)
-    assert not result.passed and "does not answer like the lab" in result.why
+    assert result.passed, result.render()
+    assert "does not answer like the lab" in result.why
+
+
+def test_task1_passes_beside_a_leftover_server_with_another_key(
+        ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case: a student's own server with another key left on the lab's port
+    turned a right answer into FAIL."""
+    sol.task1(ws.answers)
+    leftover = procs.server_argv(REPO, procs.no_build_name(), ["--key", "OTHER_KEY"])
+    holder, closed = unused_port()
+    with holder, procs.Server(leftover) as server:
+        monkeypatch.setenv("SECUREMSG_HANDOUT_LAB", "1")
+        monkeypatch.setenv("SECUREMSG_C_PORT", str(server.port))
+        monkeypatch.setenv("SECUREMSG_PYTHON_PORT", str(closed))
+        result = check(1, ws)
+    assert result.passed, result.render()
+    assert f"something on 127.0.0.1:{server.port} does not answer like the lab" in result.why
 
 
 def test_task2_pass(ws: Workspace) -> None:
@@ -173,6 +235,26 @@ def test_task2_fail_when_the_key_does_not_restart(ws: Workspace) -> None:
     assert any("a real server" in line for line in result.details)
 
 
+def test_task2_fail_on_a_wrong_n_in_the_ack(ws: Workspace) -> None:
+    """'ACK: Received 19 bytes': the right form and length, the wrong N. The hint is about
+    N, not about which key byte encrypts what."""
+    message, key = b"Meet me at the lab", b"LAB_KEY"
+    lines = [sol.frame(sol.xor(message, key)), sol.frame(sol.xor(sol.ack(19), key))]
+    (ws.answers / "task2.hex").write_text("\n".join(f.hex(" ") for f in lines) + "\n")
+    result = check(2, ws)
+    assert not result.passed and "the wrong N" in result.why, result.render()
+    assert "length prefix" in result.hint and "key byte" not in result.hint
+
+
+def test_task2_fail_on_swapped_lines(ws: Workspace) -> None:
+    sol.task2(ws.answers)
+    path = ws.answers / "task2.hex"
+    path.write_text("\n".join(reversed(path.read_text().splitlines())) + "\n")
+    result = check(2, ws)
+    assert not result.passed and "swapped" in result.why, result.render()
+    assert "counting the payload" not in result.hint
+
+
 def test_task2_fail_on_little_endian_length(ws: Workspace) -> None:
     sol.task2(ws.answers)
     path = ws.answers / "task2.hex"
@@ -183,11 +265,26 @@ def test_task2_fail_on_little_endian_length(ws: Workspace) -> None:
 
 def xor_pcap(message: bytes, key: bytes = sol.DEFAULT_KEY) -> bytes:
     up = sol.frame(sol.xor(message, key))
-    return connection_pcap([(up, sol.frame(sol.xor(sol.ack(len(message)), key)))], 6000)
+    return connection_pcap([(up, sol.frame(sol.xor(sol.ack(len(message)), key)))], 5100)
 
 
 def test_task3_pass(ws: Workspace) -> None:
     sol.task3(ws.answers, xor_pcap(b"Hello, Wireshark"), "Hello, Wireshark")
+    result = check(3, ws)
+    assert result.passed, result.render()
+
+
+def test_task3_pass_with_pcapng(ws: Workspace, tmp_path: Path) -> None:
+    """Wireshark saves pcapng by default: the check accepts it (converted with editcap)."""
+    editcap = shutil.which("editcap")
+    if editcap is None:
+        pytest.skip("editcap (installed with tshark by make setup) is missing")
+    classic = tmp_path / "in.pcap"
+    classic.write_bytes(xor_pcap(b"Hello, pcapng"))
+    ng = tmp_path / "out.pcapng"
+    assert procs.run([editcap, "-F", "pcapng", str(classic), str(ng)]).returncode == 0
+    assert ng.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+    sol.task3(ws.answers, ng.read_bytes(), "Hello, pcapng")
     result = check(3, ws)
     assert result.passed, result.render()
 
@@ -222,6 +319,18 @@ def test_task4_fail_on_a_repeated_key(ws: Workspace) -> None:
     assert not result.passed and "longer than the key" in result.why
 
 
+@pytest.mark.parametrize("blank", [" ", "\t", "  "])
+def test_task4_fail_on_a_trailing_blank(ws: Workspace, blank: str) -> None:
+    (ws.answers / "task4.txt").write_text(sol.recovered_key(ws.root).decode() + blank + "\n")
+    result = check(4, ws)
+    assert not result.passed and "blank" in result.why, result.render()
+
+
+def test_task4_fail_on_a_leading_space(ws: Workspace) -> None:
+    (ws.answers / "task4.txt").write_text(" " + sol.recovered_key(ws.root).decode() + "\n")
+    assert not check(4, ws).passed
+
+
 def test_task4_fail_on_the_seed_key(ws: Workspace) -> None:
     (ws.answers / "task4.txt").write_text("MY_SECRET_KEY\n")
     assert not check(4, ws).passed
@@ -241,6 +350,19 @@ def test_task5_fail_on_half_a_flip(ws: Workspace) -> None:
     assert not result.passed and "PAY 99 EUR TO CAROM" in result.why
 
 
+@pytest.mark.parametrize("extra", [b"\x00", b"\x41", b"\x00\x00\x00\x00"])
+def test_task5_fail_on_a_stray_extra_byte(ws: Workspace, extra: bytes) -> None:
+    """The right frame and a byte more (or an empty frame's prefix): not one frame."""
+    (ws.answers / "task5.hex").write_text((sol.forged_frame(ws.root) + extra).hex(" "))
+    result = check(5, ws)
+    assert not result.passed and "length prefix says" in result.why, result.render()
+
+
+def test_task5_fail_on_a_missing_byte(ws: Workspace) -> None:
+    (ws.answers / "task5.hex").write_text(sol.forged_frame(ws.root)[:-1].hex(" "))
+    assert not check(5, ws).passed
+
+
 def test_task6_pass(ws: Workspace, tmp_path: Path) -> None:
     sol.task6(ws.answers, tmp_path)
     result = check(6, ws)
@@ -253,6 +375,14 @@ def test_task6_fail_on_a_tampered_handshake(ws: Workspace, tmp_path: Path) -> No
     assert not result.passed and "handshake" in result.hint
 
 
+def test_task6_fail_on_a_wrong_key_log(ws: Workspace, tmp_path: Path) -> None:
+    """A client with another key file: the hint names the key, not only the handshake."""
+    (ws.answers / "task6.txt").write_text(sol.wrong_key_transcript(tmp_path))
+    result = check(6, ws)
+    assert not result.passed and "key" in result.hint and "same file" in result.hint, (
+        result.render())
+
+
 def test_task6_fail_on_an_xor_server(ws: Workspace) -> None:
     sol.task1(ws.answers)
     (ws.answers / "task1.txt").rename(ws.answers / "task6.txt")
@@ -262,11 +392,24 @@ def test_task6_fail_on_an_xor_server(ws: Workspace) -> None:
 def test_task7_fails_with_the_planted_bug(planted: Path) -> None:
     result = check(7, Workspace(planted))
     assert not result.passed and "much slower" in result.why
+    workspace_copy = str(planted / procs.tree_of(BUG_A.implementation))
+    assert workspace_copy in result.hint  # the student's copy, not the reference
+
+
+def test_task7_fails_with_nodelay_and_two_writes(nodelay_only: Path) -> None:
+    """The wrong fix: Nagle off, the prefix and payload still two writes. Fast, so the
+    benchmark alone passes it; the count of writes per ACK does not."""
+    result = check(7, Workspace(nodelay_only))
+    assert not result.passed, result.render()
+    assert "writes each ACK frame in 2.00 system calls" in result.why
+    assert any("TCP_NODELAY set" in line for line in result.details)
+    assert str(nodelay_only / procs.tree_of(BUG_A.implementation)) in result.hint
 
 
 def test_task7_passes_with_the_fix(fixed: Path) -> None:
     result = check(7, Workspace(fixed))
     assert result.passed, result.render()
+    assert "(1.00 per ACK); TCP_NODELAY set" in result.why
 
 
 def test_task8_fails_with_the_planted_bug(planted: Path) -> None:
@@ -279,6 +422,38 @@ def test_task8_passes_with_the_fix(fixed: Path) -> None:
     assert result.passed, result.render()
 
 
+def test_matrix_failure_prints_the_command_to_rerun(planted: Path) -> None:
+    """Task 8's matrix step (its empty-message cells fail on the planted bug): the FAIL
+    shows the command, and that command fails the same way when run."""
+    with pytest.raises(Fail) as failed:
+        task_bugs.matrix(planted, BUG_B.implementation, "empty_message")
+    commands = [line for line in failed.value.details if line.startswith("the command: ")]
+    assert len(commands) == 1 and "the command above" in failed.value.hint
+    rerun = commands[0].removeprefix("the command: ")
+    done = subprocess.run(["bash", "-c", rerun], capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0 and "cells passed" in done.stdout, done.stdout[-500:]
+
+
+def test_class_check_over_workspaces(tmp_path: Path, planted: Path) -> None:
+    """`make class-check`: N workspaces under one folder, one line each, reports written."""
+    for student, answer in (("alice", True), ("bob", False)):
+        work = tmp_path / "class" / student / "work"
+        shutil.copytree(planted / "challenge", work / "challenge")
+        (work / "answers").mkdir(parents=True)
+        if answer:
+            sol.task2(work / "answers")
+    argv = [sys.executable, "-m", "securemsg_lab.tasks", "class", str(tmp_path / "class"),
+            "--tasks", "2"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO)
+    print(done.stdout)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1
+    assert any("alice/work" in line and "PASS" in line and "1/1" in line for line in lines)
+    assert any("bob/work" in line and "FAIL" in line and "0/1" in line for line in lines)
+    report = tmp_path / "class" / "bob" / "work" / classcheck.REPORT
+    assert "hint:" in report.read_text()
+
+
 def test_cli_exit_status(ws: Workspace) -> None:
     sol.task2(ws.answers)
     argv = [sys.executable, "-m", "securemsg_lab.tasks", "--work", str(ws.root), "check"]
@@ -288,14 +463,16 @@ def test_cli_exit_status(ws: Workspace) -> None:
     assert bad.returncode == 1 and "FAIL" in bad.stdout and "hint:" in bad.stdout
 
 
-def test_start_refuses_a_stale_patch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_refuses_a_stale_patch(tmp_path: Path) -> None:
     bugs = tmp_path / "bugs"
     bugs.mkdir()
-    (bugs / "Z-stale.patch").write_text(
-        "--- a/c/server.c\n+++ b/c/server.c\n@@ -1,2 +1,2 @@\n-no such line\n+planted\n"
-        " nor this one\n")
-    monkeypatch.setattr("securemsg_lab.tasks.workspace.BUGS", bugs)
+    tree = procs.tree_of(BUG_A.implementation)
+    (bugs / "Z.patch").write_text(
+        f"--- a/{tree}/README\n+++ b/{tree}/README\n@@ -1,2 +1,2 @@\n-no such line\n"
+        "+planted\n nor this one\n")
+    (bugs / "bugs.toml").write_text(
+        f'[Z]\nimplementation = "{BUG_A.implementation}"\npatch = "Z.patch"\ntask = 7\n')
     work = tmp_path / "work"
-    with pytest.raises(Fail, match=r"Z-stale\.patch does not apply"):
-        start(work)
+    with pytest.raises(Fail, match=r"Z\.patch does not apply"):
+        start(work, bugs_file=bugs / "bugs.toml")
     assert not work.exists()  # a rerun starts clean

@@ -3,6 +3,8 @@
     check 3          one task: PASS or FAIL with a hint; exit 0 / 1
     check            every task, then a summary; exit 1 if any failed
     start [--force]  create the workspace (copies with the planted bugs, challenges)
+    class DIR ...    every task over many workspaces (a class): one line per workspace
+    diff             the student's changes to the workspace's programs
     mitm ...         the demo's man-in-the-middle relay (tasks 5 and 6)
 """
 
@@ -11,10 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from . import procs
+from .classcheck import check_class
 from .result import Fail, Result
-from .workspace import Workspace, start, work_dir
+from .workspace import Workspace, changes, start, work_dir
 
 Check = Callable[[Workspace], str]
 
@@ -32,8 +36,8 @@ def checks() -> dict[int, tuple[str, Check]]:
         4: ("recover the key from an ACK", check_task4),
         5: ("flip bits in flight", check_task5),
         6: ("watch secure mode refuse it", check_task6),
-        7: ("fix planted bug A: the 40 ms stall", check_task7),
-        8: ("fix planted bug B: the empty message", check_task8),
+        7: ("fix planted bug A", check_task7),
+        8: ("fix planted bug B", check_task8),
     }
 
 
@@ -65,6 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     begin = sub.add_parser("start", help="create the workspace")
     begin.add_argument("--force", action="store_true", help="discard an existing workspace")
     begin.add_argument("--seed", type=int, help="fixed challenges (for instructors, tests)")
+    group = sub.add_parser("class", help="check many workspaces: one line each")
+    group.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                       help="a workspace, or a folder of them (two levels deep)")
+    group.add_argument("--tasks", nargs="+", type=task_number, metavar="N",
+                       help="only these tasks (default: all)")
+    sub.add_parser("diff", help="your changes to the workspace's programs, as one patch")
     sub.add_parser("mitm", help="the man-in-the-middle relay (mitm --help: its options)")
     return parser.parse_args(argv)
 
@@ -85,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("\n".join(lines))
         return 0
+    if args.command == "diff":
+        status, text = changes(work)
+        print(text, end="" if text.endswith("\n") or not text else "\n")
+        return 0 if status < 2 else 1
+    if args.command == "class":
+        return check_class(args.dirs, args.tasks or sorted(checks()), run_check)
     tasks = args.tasks or sorted(checks())
     results = []
     for task in tasks:

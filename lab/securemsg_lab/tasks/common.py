@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import re
-import socket
-import struct
-import time
 from pathlib import Path
 
+from ..core import timeouts
+from ..wire.rawsock import RawPeer, RawPeerError
 from . import procs
 from .result import Fail
 from .workspace import REPO
 
 RAW_TIMEOUT = 5.0
 HEX_JUNK = re.compile(r"0x|[\s:,]")
+DISCONNECTED = re.compile(r"\[INFO\] Client disconnected: ")
 
 
 def parse_hex_lines(path: Path) -> list[bytes]:
@@ -41,37 +41,22 @@ def first_difference(got: bytes, want: bytes) -> int:
 
 
 def reference_server(options: list[str]) -> procs.Server:
-    """The repository's own Python server (needs no build), on loopback."""
-    return procs.Server(procs.server_argv(REPO, "python", options))
-
-
-def recv_frame(sock: socket.socket) -> bytes | None:
-    """One whole frame's payload, or None when the server closes first."""
-    data = b""
-    while len(data) < 4 or len(data) < 4 + struct.unpack_from(">I", data)[0]:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    return data[4 : 4 + struct.unpack_from(">I", data)[0]]
+    """A reference server that needs no build, on loopback."""
+    return procs.Server(procs.server_argv(REPO, procs.no_build_name(), options))
 
 
 def raw_exchange(server: procs.Server, wire: bytes) -> bytes | None:
     """Send `wire` as it is, read one reply frame (None: none came), close; then wait for
     the server's disconnect line so that its output is complete."""
-    seen = server.output().count("[INFO] Client disconnected: ")
+    mark = server.proc.out.mark()
     reply: bytes | None = None
-    with socket.create_connection((procs.LOOPBACK, server.port), timeout=RAW_TIMEOUT) as sock:
+    with RawPeer(procs.LOOPBACK, server.port, timeout=RAW_TIMEOUT) as peer:
         try:
-            sock.sendall(wire)
-            reply = recv_frame(sock)
-        except OSError:  # a timeout, or the server refused the frame and reset
+            peer.send(wire)
+            reply = peer.recv_frame()
+        except (OSError, RawPeerError):  # a timeout, or the server refused the frame
             reply = None
-    deadline = time.monotonic() + RAW_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.output().count("[INFO] Client disconnected: ") > seen:
-            break
-        time.sleep(0.02)
+    server.proc.out.wait_for(DISCONNECTED, since=mark, timeout=timeouts.scaled(RAW_TIMEOUT))
     return reply
 
 

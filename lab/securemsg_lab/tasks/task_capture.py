@@ -1,7 +1,8 @@
 """Task 3: a capture of a securemsg exchange, decoded (Wireshark/tshark with the dissector).
 
-The check reads the pcap itself (the demo's reader), finds the xor exchanges in it and
-checks that the student's answer quotes a message from one of them. When tshark and the
+The check reads the capture itself (the lab's pcap reader; Wireshark's pcapng is first
+converted with editcap, which comes with tshark), finds the xor exchanges in it and checks
+that the student's answer quotes a message from one of them. When tshark and the
 project's dissector are installed it also runs tshark on the file and reports what the
 dissector saw.
 """
@@ -9,13 +10,12 @@ dissector saw.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from securemsg.crypto import DEFAULT_KEY, xor
-from securemsg.session import ack_text
-
 from ..wire import pcap, stream
+from ..wire.protocol import DEFAULT_KEY, ack_text, xor
 from . import procs
 from .result import Fail
 from .workspace import REPO, Workspace
@@ -23,6 +23,10 @@ from .workspace import REPO, Workspace
 DISSECTOR = REPO / "wireshark" / "securemsg.lua"
 TSHARK_TIMEOUT = 60.0
 UNIT_SEPARATOR = "\x1f"  # between several plaintexts of one packet (messages hold commas)
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+SAVE_AS_PCAP = ("save the capture as pcap: tcpdump -w FILE, or in Wireshark File > Save As "
+                "> Wireshark/tcpdump - pcap (or convert: editcap -F pcap FILE.pcapng "
+                "task3.pcap)")
 
 
 @dataclass
@@ -43,7 +47,7 @@ def xor_exchanges(data: bytes, key: bytes) -> list[Exchange]:
             continue
         messages = [xor(f.payload, key) for f in ups]
         acks = [xor(f.payload, key) for f in downs[: len(ups)]]
-        if acks == [ack_text(len(m)) for m in messages]:
+        if acks == [ack_text(len(m)).encode() for m in messages]:
             found.append(Exchange(conn.server[1], messages))
     return found
 
@@ -79,15 +83,33 @@ def tshark_plaintexts(capture: Path, port: int, key: bytes) -> tuple[list[str] |
     return texts, f"tshark with wireshark/securemsg.lua decodes {len(texts)} plaintexts"
 
 
+def classic_pcap(capture: Path) -> bytes:
+    """The capture's bytes as classic pcap: Wireshark's pcapng converted with editcap."""
+    data = capture.read_bytes()
+    if not data.startswith(PCAPNG_MAGIC):
+        return data
+    editcap = shutil.which("editcap")
+    if editcap is None:
+        raise Fail("task3.pcap is pcapng (Wireshark's format), and editcap is not installed "
+                   "to convert it", SAVE_AS_PCAP)
+    with tempfile.TemporaryDirectory(prefix="handout-") as tmp:
+        converted = Path(tmp) / "task3.pcap"
+        result = procs.run([editcap, "-F", "pcap", str(capture), str(converted)],
+                           timeout=TSHARK_TIMEOUT)
+        if result.returncode != 0:
+            raise Fail(f"task3.pcap is pcapng and editcap cannot make it pcap: "
+                       f"{result.output.strip()[-160:]}", SAVE_AS_PCAP + "; capture on one "
+                       "interface (lo)")
+        return converted.read_bytes()
+
+
 def check_task3(ws: Workspace) -> str:
     capture = ws.answer("task3.pcap")
     text, key = read_answer(ws.answer("task3.txt"))
     try:
-        exchanges = xor_exchanges(capture.read_bytes(), key)
+        exchanges = xor_exchanges(classic_pcap(capture), key)
     except pcap.PcapError as exc:
-        raise Fail(f"task3.pcap: {exc}", "save the capture as pcap: tcpdump -w FILE, or in "
-                   "Wireshark File > Save As > Wireshark/tcpdump - pcap (or convert: "
-                   "editcap -F pcap FILE.pcapng task3.pcap)") from exc
+        raise Fail(f"task3.pcap: {exc}", SAVE_AS_PCAP) from exc
     if not exchanges:
         raise Fail("no securemsg xor exchange (a message and its ACK) in task3.pcap",
                    "capture on the interface the traffic takes (lo for 127.0.0.1), start the "

@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
-from securemsg.crypto import xor
-from securemsg.framing import encode_frame
-from securemsg.session import ack_text
+import re
 
 from ..wire import attack
+from ..wire.protocol import ack_text as ack_str
+from ..wire.protocol import frame, xor
 from .common import first_difference, parse_hex_lines, raw_exchange, recv_lines, reference_server
 from .result import Fail
 from .workspace import TASK5_TARGET, Workspace
 
 TASK2_MESSAGE = b"Meet me at the lab"
 TASK2_KEY = b"LAB_KEY"
+ACK_PATTERN = re.compile(rb"ACK: Received (\d+) bytes")
+
+
+def ack_text(length: int) -> bytes:
+    return ack_str(length).encode()
 
 
 def task2_expected() -> list[bytes]:
-    return [encode_frame(xor(TASK2_MESSAGE, TASK2_KEY)),
-            encode_frame(xor(ack_text(len(TASK2_MESSAGE)), TASK2_KEY))]
+    return [frame(xor(TASK2_MESSAGE, TASK2_KEY)),
+            frame(xor(ack_text(len(TASK2_MESSAGE)), TASK2_KEY))]
+
+
+def common_mistakes(frames: list[bytes], want: list[bytes]) -> None:
+    """The mistakes whose first wrong byte would point the generic hint the wrong way."""
+    if frames == want[::-1] or (frames[0] == want[1] and frames[1] != want[1]):
+        raise Fail("line 1 holds the ACK frame: the lines are swapped",
+                   "line 1: the client's frame (the message); line 2: the server's ACK")
+    said = ACK_PATTERN.fullmatch(xor(frames[1][4:], TASK2_KEY))
+    if said and frames[1][:4] == len(said.group(0)).to_bytes(4, "big") and (
+            int(said.group(1)) != len(TASK2_MESSAGE)):
+        raise Fail(f"line 2 (ACK frame) decrypts to {said.group(0).decode()!r}: "
+                   "the right form, the wrong N",
+                   "N is the length the server received: the client frame's length "
+                   "prefix (PROTOCOL.md section 3)")
 
 
 def compare_frame(what: str, got: bytes, want: bytes, plaintext: bytes) -> None:
@@ -43,6 +62,7 @@ def check_task2(ws: Workspace) -> str:
         raise Fail(f"task2.hex holds {len(frames)} frames, expected 2",
                    "line 1: the client's frame; line 2: the server's ACK frame")
     want = task2_expected()
+    common_mistakes(frames, want)
     with reference_server(["--key", TASK2_KEY.decode()]) as server:
         raw_exchange(server, frames[0])
         printed = recv_lines(server.output())
@@ -58,8 +78,9 @@ def check_task2(ws: Workspace) -> str:
 
 
 def read_key(text: str) -> bytes:
-    """The key as text, or as hex after `hex:`; one line, surrounding blanks ignored."""
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    """The key as text, or as hex after `hex:`: the first line that is not empty, as
+    written (only its line ending removed). A blank around the key is a key byte too."""
+    line = next((ln.rstrip("\r\n") for ln in text.splitlines() if ln.strip()), "")
     if line.lower().startswith("hex:"):
         try:
             return bytes.fromhex(line[4:])
@@ -77,6 +98,10 @@ def check_task4(ws: Workspace) -> str:
     got = read_key(ws.answer("task4.txt").read_text(errors="replace"))
     if not got:
         raise Fail("task4.txt is empty", "write the key on the first line")
+    if got != key and got.strip() == key:
+        raise Fail(f"your key line {got.decode(errors='replace')!r} has a blank before or "
+                   "after the key", "a space is a key byte too: write the key alone on "
+                   "the first line, nothing before or after it")
     if got == key:
         plain = xor(message_frame[4:], got)
         return f"key recovered; the message reads: {plain[:60].decode(errors='replace')}..."
@@ -104,6 +129,12 @@ def check_task5(ws: Workspace) -> str:
     if forged[:4] != original[:4]:
         raise Fail("the length prefix changed", "the forged text has the original's length: "
                    "keep the first 4 bytes as they are")
+    if len(forged) != len(original):
+        said = int.from_bytes(forged[:4], "big")
+        raise Fail(f"task5.hex holds {len(forged)} bytes, but its length prefix says "
+                   f"4 + {said} = {4 + said}",
+                   "one frame exactly: a byte more would be the start of a next frame "
+                   "(check the end of your line), a byte less leaves the frame unfinished")
     with reference_server(["--key", key.decode()]) as server:
         reply = raw_exchange(server, forged)
         printed = recv_lines(server.output())

@@ -1,9 +1,11 @@
 """The student's workspace: copies of c/ and python/ with the planted bugs, answers, challenges.
 
     handout/work/                 (git-ignored; `make handout-start`)
-        c/  python/               the programs, with handout/bugs/*.patch applied
+        c/  python/               the programs, with the planted bugs (handout/bugs/) applied
         answers/                  what the student hands in (task1.txt, task2.hex, ...)
         challenge/                the captured frames of tasks 4 and 5 (this workspace's own)
+        .handed-out/              the programs as handed out: `make handout-diff` shows the
+                                  student's changes, not the planted ones
         .state.json               what the checks need to replay task 5 (a key)
 
 The keys of tasks 4 and 5 are drawn at random for each workspace, so two students'
@@ -22,18 +24,14 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from securemsg.crypto import xor
-from securemsg.framing import encode_frame
-from securemsg.session import ack_text
-
 from ..core.paths import REPO
+from ..wire.protocol import ack_text, frame, xor
 from . import procs
 from .result import Fail
 
 HANDOUT = REPO / "handout"
-BUGS = HANDOUT / "bugs"
 DEFAULT_WORK = HANDOUT / "work"
-COPIED = ("c", "python")
+HANDED_OUT = ".handed-out"
 #: build outputs and caches never copied into the workspace
 IGNORED = shutil.ignore_patterns("build", "server", "client", "*.o", "__pycache__",
                                  "*.egg-info", "*.pyc")
@@ -84,56 +82,85 @@ def make_challenges(work: Path, rng: random.Random) -> None:
     write_frames(challenge / "task4.txt", [
         "Task 4: one exchange captured on the lab network, xor mode, key unknown.",
         "Each line: direction, then the whole frame in hex (length prefix + payload).",
-    ], [("client->server", encode_frame(xor(message, key4))),
-        ("server->client", encode_frame(xor(ack_text(len(message)), key4)))])
+    ], [("client->server", frame(xor(message, key4))),
+        ("server->client", frame(xor(ack_text(len(message)).encode(), key4)))])
     key5 = random_key(rng)
     write_frames(challenge / "task5.txt", [
         "Task 5: a client frame captured in flight, xor mode, key unknown (not task 4's).",
         f"Its plaintext is known: {TASK5_MESSAGE.decode()}",
         f"Make the server print instead: {TASK5_TARGET.decode()}",
-    ], [("client->server", encode_frame(xor(TASK5_MESSAGE, key5)))])
+    ], [("client->server", frame(xor(TASK5_MESSAGE, key5)))])
     (work / ".state.json").write_text(json.dumps({"task5_key": key5.hex()}) + "\n")
 
 
-def apply_bugs(work: Path) -> list[str]:
-    """Apply every planted-bug patch to the copies; their names."""
-    names = []
-    for patch in sorted(BUGS.glob("*.patch")):
+def copied_trees() -> list[str]:
+    """The folders copied into a workspace: those of the planted bugs' implementations."""
+    return [procs.tree_of(name) for name in procs.lab_names()]
+
+
+def apply_bugs(work: Path, bugs_file: Path | None = None) -> list[procs.Bug]:
+    """Apply every planted-bug patch to the copies; the bugs."""
+    applied = []
+    for bug in procs.bugs(bugs_file).values():
         result = procs.run(["patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch",
-                            "-d", str(work), "-i", str(patch)], timeout=30)
+                            "-d", str(work), "-i", str(bug.patch)], timeout=30)
         if result.returncode != 0:
-            raise Fail(f"{patch.name} does not apply to this checkout's sources",
+            raise Fail(f"{bug.patch.name} does not apply to this checkout's sources",
                        "the sources changed since the patch was made: regenerate it "
                        "(see handout/INSTRUCTOR.md, 'Maintaining the planted bugs')",
                        result.output.strip().splitlines()[-4:])
-        names.append(patch.stem)
-    return names
+        applied.append(bug)
+    return applied
 
 
-def start(work: Path, force: bool = False, seed: int | None = None) -> list[str]:
-    """Create the workspace; the lines to print."""
-    if (work / "c").exists() and not force:
+def start(work: Path, force: bool = False, seed: int | None = None,
+          bugs_file: Path | None = None) -> list[str]:
+    """Create the workspace; the lines to print. It names the planted bugs by letter
+    only: finding them from their symptoms is the task."""
+    trees = copied_trees()
+    if any((work / tree).exists() for tree in trees) and not force:
         return [f"{work} already exists (your fixes are kept). "
                 "Start over with: make handout-start FORCE=1"]
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    for tree in COPIED:
+    for tree in trees:
         shutil.copytree(REPO / tree, work / tree, ignore=IGNORED)
     try:
-        bugs = apply_bugs(work)
+        planted = apply_bugs(work, bugs_file)
     except Fail:
         shutil.rmtree(work)  # half-patched: a rerun must not take it for a student's work
         raise
+    for tree in trees:  # the baseline of `make handout-diff`
+        shutil.copytree(work / tree, work / HANDED_OUT / tree)
     (work / "answers").mkdir()
     # A fixed seed (instructors, tests) gives the same challenges; else the OS's randomness.
     rng = secrets.SystemRandom() if seed is None else random.Random(seed)  # noqa: S311
     make_challenges(work, rng)
+    copies = " and ".join(str(work / tree) for tree in trees)
+    named = ", ".join(f"{bug.letter} (task {bug.task})" for bug in planted)
     return [f"workspace ready: {work}",
-            f"  {work / 'c'} and {work / 'python'}: the programs, with planted bugs "
-            f"({', '.join(bugs)})",
+            f"  {copies}: the programs, with planted bugs {named}",
             f"  {work / 'answers'}: put your answers here",
             f"  {work / 'challenge'}: the captures of tasks 4 and 5"]
+
+
+def changes(work: Path) -> tuple[int, str]:
+    """`diff -ru` of the workspace's programs against the copies as handed out: the
+    student's changes only (exit status 0: none, 1: some, 2: trouble) and the diff."""
+    base = work / HANDED_OUT
+    if not base.is_dir():
+        return 2, (f"{base} is missing: this workspace was made before `make handout-diff` "
+                   "existed; compare with the reference only after the tasks")
+    lines = []
+    status = 0
+    for tree in copied_trees():
+        result = procs.run(["diff", "-ru", "-x", "build", "-x", "*.o", "-x", "__pycache__",
+                            "-x", "server", "-x", "client", f"{HANDED_OUT}/{tree}", tree],
+                           cwd=work, timeout=60)
+        status = max(status, result.returncode)
+        lines.append(result.output)
+    return status, "".join(lines)
 
 
 @dataclass
