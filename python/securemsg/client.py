@@ -8,7 +8,14 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from . import net
-from .config import CLIENT_USAGE, ClientConfig, HelpRequested, parse_client_args
+from .config import (
+    ClientConfig,
+    HelpRequested,
+    client_usage,
+    parse_client_args,
+    program_name,
+    session_factory,
+)
 from .errors import (
     ConnectError,
     DecryptError,
@@ -148,7 +155,7 @@ def _isatty(stream: BinaryIO) -> bool:
 def run(config: ClientConfig, console: Logger, stdin: BinaryIO | None = None) -> int:
     """Run the client; return the exit status."""
     try:
-        factory = SessionFactory.from_config(config)
+        factory = session_factory(config)
     except SecureMsgError as exc:
         console.error(str(exc))
         return 1
@@ -176,14 +183,15 @@ def run(config: ClientConfig, console: Logger, stdin: BinaryIO | None = None) ->
 def main(argv: list[str] | None = None) -> int:
     """``client.py [OPTIONS] HOST PORT [MESSAGE]``; returns the exit status."""
     console = Logger()
+    usage = client_usage(program_name(sys.argv[0]))
     try:
         config = parse_client_args(sys.argv[1:] if argv is None else argv)
     except HelpRequested:
-        console.raw_out(CLIENT_USAGE)
+        console.raw_out(usage)
         return 0
     except UsageError as exc:
         console.error(str(exc))
-        console.raw_err(CLIENT_USAGE)
+        console.raw_err(usage)
         return 2
     except KeyFileError as exc:
         console.error(str(exc))

@@ -12,11 +12,14 @@ import os
 import re
 import resource
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
+from . import conn
 from .crypto import DEFAULT_KEY
 from .errors import KeyFileError, SecureMsgError, UsageError
 from .log import escape_text
+from .session import SessionFactory
 
 CIPHERS = ("xor", "noise")
 KEY_ENV = "SECUREMSG_KEY"
@@ -28,17 +31,18 @@ IDLE_RANGE = (0, 86400)
 MAX_CLIENTS_RANGE = (1, 100000)
 SERVER_IDLE_DEFAULT = 300
 CLIENT_IDLE_DEFAULT = 30
-FD_RESERVE = 64  # descriptors kept for the listener, stdio, key file, pipes
 FRAME_TIMEOUT_DEFAULT = 10
 MIN_RATE_DEFAULT = 65536
 MIN_RATE_RANGE = (1, 1073741824)
 DRAIN_TIMEOUT_DEFAULT = 5
+MAX_BUFFERED_DEFAULT = 268435456  # 256 MiB
+MAX_BUFFERED_RANGE = (1048576, 1099511627776)
 
 _DECIMAL = re.compile(r"[0-9]+")
 
-SERVER_USAGE = """\
-Usage: server.py [OPTIONS] PORT
-       server.py [OPTIONS] --port PORT
+_SERVER_USAGE = """\
+Usage: {prog} [OPTIONS] PORT
+       {prog} [OPTIONS] --port PORT
 
 A multi-client securemsg server: prints each message and acknowledges it.
 
@@ -59,13 +63,15 @@ Options:
                           (default 5)
   --max-clients N         concurrent clients, 1..100000 (default: the open-file
                           limit - 64)
+  --max-buffered BYTES    memory for large frames, all clients together,
+                          1048576..1099511627776 (default 268435456)
   --cipher xor|noise      wire cipher (default xor)
   -h, --help              show this text and exit
 """
 
-CLIENT_USAGE = """\
-Usage: client.py [OPTIONS] HOST PORT [MESSAGE]
-       client.py [OPTIONS] --host HOST --port PORT [--message MESSAGE]
+_CLIENT_USAGE = """\
+Usage: {prog} [OPTIONS] HOST PORT [MESSAGE]
+       {prog} [OPTIONS] --host HOST --port PORT [--message MESSAGE]
 
 Sends MESSAGE, or each line of standard input, and checks every ACK.
 
@@ -83,6 +89,26 @@ Options:
   --cipher xor|noise      wire cipher (default xor)
   -h, --help              show this text and exit
 """
+
+
+def program_name(argv0: str) -> str:
+    """The command as typed, without its directory (as C's basename of argv[0]):
+    ``server.py`` for ``python3 python/server.py``, ``securemsg-server`` installed."""
+    return Path(argv0).name or argv0
+
+
+def server_usage(prog: str = "server.py") -> str:
+    """The server's usage text naming ``prog`` (PROTOCOL.md 5, the same as C's)."""
+    return _SERVER_USAGE.replace("{prog}", prog)
+
+
+def client_usage(prog: str = "client.py") -> str:
+    """The client's usage text naming ``prog``."""
+    return _CLIENT_USAGE.replace("{prog}", prog)
+
+
+SERVER_USAGE = server_usage()
+CLIENT_USAGE = client_usage()
 
 
 class HelpRequested(SecureMsgError):
@@ -115,6 +141,7 @@ class ServerConfig:
     frame_timeout: int = FRAME_TIMEOUT_DEFAULT
     min_rate: int = MIN_RATE_DEFAULT
     drain_timeout: int = DRAIN_TIMEOUT_DEFAULT
+    max_buffered: int = MAX_BUFFERED_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -165,6 +192,7 @@ def _parser(server: bool) -> _Parser:
         parser.add_argument("--min-rate")
         parser.add_argument("--drain-timeout")
         parser.add_argument("--max-clients")
+        parser.add_argument("--max-buffered")
     parser.add_argument("--cipher")
     parser.add_argument("positional", nargs="*")
     return parser
@@ -261,7 +289,7 @@ def default_max_clients() -> int:
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return MAX_CLIENTS_RANGE[1]
-    return max(MAX_CLIENTS_RANGE[0], min(soft - FD_RESERVE, MAX_CLIENTS_RANGE[1]))
+    return conn.default_max_clients(soft, MAX_CLIENTS_RANGE[1])
 
 
 def _option(text: str | None, name: str, default: int, valid: tuple[int, int]) -> int:
@@ -291,6 +319,9 @@ def parse_server_args(argv: list[str]) -> ServerConfig:
     max_clients = _option(
         args.max_clients, "--max-clients", default_max_clients(), MAX_CLIENTS_RANGE
     )
+    max_buffered = _option(
+        args.max_buffered, "--max-buffered", MAX_BUFFERED_DEFAULT, MAX_BUFFERED_RANGE
+    )
     if args.bind == "":
         raise UsageError("Invalid value for --bind: (empty)")
     key = load_key(args.key, args.key_file)
@@ -306,6 +337,7 @@ def parse_server_args(argv: list[str]) -> ServerConfig:
         frame_timeout=frame_timeout,
         min_rate=min_rate,
         drain_timeout=drain,
+        max_buffered=max_buffered,
     )
 
 
@@ -343,3 +375,8 @@ def parse_client_args(argv: list[str]) -> ClientConfig:
         idle_timeout=idle,
         cipher=cipher,
     )
+
+
+def session_factory(config: ServerConfig | ClientConfig) -> SessionFactory:
+    """The session factory the options ask for; noise runs Argon2id here (~0.1 s)."""
+    return SessionFactory.create(config.cipher, config.key.key, config.max_frame, config.key.psk)

@@ -10,9 +10,12 @@ when ``NO_COLOR`` is unset or empty.
 from __future__ import annotations
 
 import io
+import math
 import os
+import select
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -146,8 +149,27 @@ def _writer_of(stream: BinaryIO) -> Callable[[bytes], None]:
     return write_flush
 
 
+def _fd_of(stream: BinaryIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # in memory (tests), or closed
+        return None
+
+
+def _writable_by(fd: int, until: float) -> bool:
+    """Wait until ``fd`` takes a write without blocking, or ``until`` (monotonic s)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return bool(poller.poll(max(0, math.ceil((until - time.monotonic()) * 1000))))
+
+
 class Logger:
-    """Writes the log lines of one program; safe to share between threads."""
+    """Writes the log lines of one program; safe to share between threads.
+
+    ``write_until`` bounds every later write (the server's shutdown): a line
+    that cannot be written by then is given up and counted, and
+    ``unwritten`` says how many were given up or are still being written.
+    """
 
     def __init__(
         self,
@@ -162,6 +184,11 @@ class Logger:
         self._lock = threading.Lock()
         self._write_out = _writer_of(self._out)
         self._write_err = _writer_of(self._err)
+        self._fds = {self._write_out: _fd_of(self._out), self._write_err: _fd_of(self._err)}
+        self._count_lock = threading.Lock()
+        self._in_flight = 0  # lines being written (or waiting for the lock)
+        self._given_up = 0
+        self._until: float | None = None
         self._info = _prefix("INFO", out_colour)
         self._recv = _prefix("RECV", out_colour)
         self._send = _prefix("SEND", out_colour)
@@ -171,11 +198,59 @@ class Logger:
         self._escape = log_fast.escape_bytes  # the one place the fast path is chosen
 
     def _write(self, writer: Callable[[bytes], None], data: bytes) -> None:
-        with self._lock:
-            try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
+        counter = self._count_lock
+        with counter:
+            self._in_flight += 1
+        try:
+            if self._until is None:
+                with self._lock:
+                    writer(data)
+            elif not self._write_by(writer, data, self._until):
+                with counter:
+                    self._given_up += 1
+        except (OSError, ValueError):
+            pass  # a closed or broken log stream must not take the server down
+        finally:
+            with counter:
+                self._in_flight -= 1
+
+    def _write_by(self, writer: Callable[[bytes], None], data: bytes, until: float) -> bool:
+        if not self._lock.acquire(timeout=max(0.0, until - time.monotonic())):
+            return False
+        try:
+            fd = self._fds[writer]
+            if fd is None:
                 writer(data)
-            except (OSError, ValueError):
-                pass  # a closed or broken log stream must not take the server down
+                return True
+            view = memoryview(data)
+            while view:  # pieces of at most PIPE_BUF: a writable pipe takes each at once
+                if not _writable_by(fd, until):
+                    return False
+                view = view[os.write(fd, view[:select.PIPE_BUF]) :]
+            return True
+        finally:
+            self._lock.release()
+
+    def write_until(self, until: float) -> None:
+        """From now on, give up on a line not written by ``until`` (monotonic seconds)."""
+        self._until = until
+
+    def unwritten(self) -> int:
+        """Lines given up, or still being written."""
+        with self._count_lock:
+            return self._given_up + self._in_flight
+
+    def error_if_writable(self, text: str) -> None:
+        """``[ERROR] text``, only if standard error takes it at once (the last line)."""
+        data = self._error + text.encode() + b"\n"
+        fd = self._fds[self._write_err]
+        try:
+            if fd is None:
+                self._write_err(data)
+            elif _writable_by(fd, 0.0):
+                os.write(fd, data)
+        except (OSError, ValueError):
+            pass
 
     def info(self, text: str) -> None:
         """``[INFO] text`` on stdout."""

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import resource
 import socket
 import struct
+import sys
+import termios
 import time
 
 from .errors import ConnectError, ListenError, RecvError, ResolveError, SendError, TimedOut
@@ -165,6 +168,15 @@ def send_all(sock: socket.socket, data: bytes, seconds: int) -> None:
         if isinstance(exc, TimeoutError) or exc.errno in _TIMEOUT_ERRNOS:
             raise TimedOut(seconds) from exc
         raise SendError(strerror(exc)) from exc
+
+
+def bytes_queued(sock: socket.socket) -> int:
+    """Bytes received by the kernel and not read yet (FIONREAD)."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int.from_bytes(raw, sys.byteorder)
 
 
 def close_quietly(sock: socket.socket) -> None:

@@ -1,35 +1,44 @@
 """The server: an accept loop and a thread per client, the shape of c/server.c.
 
 ``SecureMsgServer.serve_forever`` polls the listening socket and a wake-up pipe,
-admits each new connection (evicting the longest-idle client when full) and
-starts a thread running ``ClientHandler.run``: setup (log it), handle (frames
-in, ACKs out, within the deadlines of PROTOCOL.md 4), finish (free the slot,
-log the end). A signal or ``stop()`` ends the loop; ``SecureMsgServer.shutdown`` is
-the one way out: close the listener, let every client finish its frame and
-close cleanly, cut what is left after --drain-timeout.
+admits each new connection (evicting when full, PROTOCOL.md 9) and starts a
+thread running ``ClientHandler.run``: setup (log it), handle (frames in, ACKs
+out, within the deadlines of ``conn``), finish (free the slot, log the end).
+A signal or ``stop()`` ends the loop; ``SecureMsgServer.shutdown`` is the one
+way out: accept what is queued, let every client finish its frame and close
+cleanly, cut what is left at --drain-timeout.
 
-Protocol work happens in ``session`` and ``framing``, socket calls in ``net``;
-this module only moves bytes, keeps time and writes log lines.
+The receive path makes one system call per read: the socket's SO_RCVTIMEO is
+the time left to the current deadline, set again only when the deadline
+changes, and every read checks the clock against it, so that a peer which
+always has bytes still meets its frame deadline. The acceptor and the
+shutdown wake a client thread by shutting its socket down.
+
+Protocol work happens in ``session`` and ``framing``, the rules of time and
+eviction in ``conn``, socket calls in ``net``; this module moves bytes,
+reserves memory and writes log lines.
 """
 
 from __future__ import annotations
 
+import _thread
+import collections
 import contextlib
 import ctypes
 import errno
-import heapq
-import math
 import os
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
 from types import FrameType
 
-from . import net
-from .config import SERVER_USAGE, HelpRequested, ServerConfig, parse_server_args
+from . import conn, net
+from .config import HelpRequested, ServerConfig, parse_server_args, program_name, server_usage
+from .config import session_factory as make_session_factory
 from .errors import (
     DecryptError,
     FrameTooLarge,
@@ -50,10 +59,15 @@ from .log import Logger, escape_text
 from .session import HandshakeComplete, Message, Session, SessionFactory, ack_text
 
 THREAD_STACK = 256 * 1024  # a client thread needs little; 1,000 idle peers stay cheap
-MMAP_THRESHOLD = 128 * 1024  # glibc's own default, kept fixed (see unmap_large_buffers)
-_M_MMAP_THRESHOLD = -3  # mallopt parameter number, <malloc.h>
-EVICTION_WAIT = 2.0  # seconds the acceptor waits for an evicted client's thread to end
+MMAP_THRESHOLD = 128 * 1024  # glibc's own default, kept fixed (see return_memory)
+_M_MMAP_THRESHOLD = -3  # mallopt parameter numbers, <malloc.h>
+_M_ARENA_MAX = -8
+ALLOWANCE = 65536  # bytes of a frame any connection may hold without the budget
+ACCEPT_BATCH = 64  # accepts per wake-up of the accept loop
+EXIT_GRACE = 0.9  # seconds past the drain deadline for cut threads to log their end
+TRIM_INTERVAL_MS = 1000  # at most one malloc_trim per second
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_TIMEOUT_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ETIMEDOUT)
 
 
 class FrameTimeout(SecureMsgError):
@@ -72,6 +86,15 @@ class HandshakeTimeout(SecureMsgError):
         self.seconds = seconds
 
 
+class BudgetCut(SecureMsgError):
+    """A frame's deadline passed while the memory budget paused its reads."""
+
+    def __init__(self, held: int, limit: int) -> None:
+        super().__init__(f"paused by the memory budget ({held} bytes buffered, limit {limit})")
+        self.held = held
+        self.limit = limit
+
+
 class ConnectionEnded(Exception):
     """The server ended this connection on purpose (eviction, drain): no error line."""
 
@@ -88,6 +111,11 @@ def describe_error(exc: SecureMsgError, peer: str) -> str:
         return f"Frame timeout for {peer} after {exc.seconds} s"
     if isinstance(exc, HandshakeTimeout):
         return f"Handshake timeout for {peer} after {exc.seconds} s"
+    if isinstance(exc, BudgetCut):
+        return (
+            f"Cut {peer}: frame deadline passed while paused by the memory budget "
+            f"({exc.held} bytes buffered, limit {exc.limit})"
+        )
     if isinstance(exc, RecvError):
         return f"Receive from {peer} failed: {exc.strerror}"
     if isinstance(exc, SendError):
@@ -101,12 +129,129 @@ def describe_error(exc: SecureMsgError, peer: str) -> str:
     return f"Connection with {peer} failed: {exc}"
 
 
+def _expired(deadline: conn.Deadline) -> Exception:
+    kind = deadline.kind
+    if kind is conn.Wait.FRAME:
+        return FrameTimeout(deadline.seconds)
+    if kind is conn.Wait.HANDSHAKE:
+        return HandshakeTimeout(deadline.seconds)
+    if kind is conn.Wait.IDLE:
+        return TimedOut(deadline.seconds)
+    return ConnectionEnded()  # the drain: close without an error line
+
+
+def _set_recv_timeout(sock: socket.socket, ms: int) -> None:
+    """SO_RCVTIMEO of ``ms`` milliseconds (0: none)."""
+    ms = max(ms, 1) if ms else 0
+    timeval = struct.pack("@ll", ms // 1000, ms % 1000 * 1000)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+
+
+class MemoryBudget:
+    """--max-buffered: bytes of frames beyond each connection's allowance.
+
+    Reservations are granted in the order asked; a connection that cannot get
+    its chunk waits (and so stops reading: TCP's window stops its peer). The
+    first waiter and the last one leaving each log one line.
+    """
+
+    def __init__(self, limit: int, console: Logger) -> None:
+        self.limit = limit
+        self.used = 0
+        self._console = console
+        self._lock = threading.Lock()
+        self._waiters: collections.deque[list] = collections.deque()  # [size, event, granted]
+
+    def reserve(self, size: int, until_ms: int, cancelled: threading.Event) -> bool:
+        """Reserve ``size`` bytes, waiting until ``until_ms`` at most; False if not granted."""
+        with self._lock:
+            if not self._waiters and self.used + size <= self.limit:
+                self.used += size
+                return True
+            waiter = [size, cancelled, False]
+            self._waiters.append(waiter)
+            first = len(self._waiters) == 1
+        if first:
+            self._console.info(
+                f"Memory budget full (limit {self.limit} bytes): pausing reads of large frames"
+            )
+        while not waiter[2] and not cancelled.is_set():
+            left = until_ms - conn.now_ms()
+            if left <= 0:
+                break
+            cancelled.wait(min(left, 3600_000) / 1000)
+        with self._lock:
+            if waiter[2]:
+                return True
+            self._waiters.remove(waiter)
+            last = not self._waiters
+        if last:
+            self._console.info("Memory budget available again: resuming reads")
+        return False
+
+    def release(self, size: int) -> None:
+        if not size:
+            return
+        with self._lock:
+            self.used -= size
+            if not self._waiters:
+                return
+            while self._waiters and self.used + self._waiters[0][0] <= self.limit:
+                waiter = self._waiters.popleft()
+                self.used += waiter[0]
+                waiter[2] = True
+                waiter[1].set()
+            last = not self._waiters
+        if last:
+            self._console.info("Memory budget available again: resuming reads")
+
+
+class HangupWatcher:
+    """Notices when the peer of a paused connection closes.
+
+    A connection paused by the budget reads nothing, so it would not see its
+    peer's EOF until its deadline; one thread waits for EPOLLRDHUP on every
+    paused socket and wakes its wait, so that threads end with their peers.
+    """
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._events: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._started = False
+
+    def watch(self, sock: socket.socket, event: threading.Event) -> None:
+        fd = sock.fileno()
+        with self._lock:
+            self._events[fd] = event
+            if not self._started:
+                self._started = True
+                _thread.start_new_thread(self._run, ())
+        self._epoll.register(fd, select.EPOLLRDHUP | select.EPOLLONESHOT)
+
+    def unwatch(self, sock: socket.socket) -> None:
+        fd = sock.fileno()
+        with self._lock:
+            self._events.pop(fd, None)
+        with contextlib.suppress(OSError):
+            self._epoll.unregister(fd)
+
+    def _run(self) -> None:
+        while True:
+            for fd, _ in self._epoll.poll():
+                with self._lock:
+                    event = self._events.get(fd)
+                if event is not None:
+                    event.set()
+
+
 class ClientHandler:
     """Serves one client: every frame it sends gets exactly one ACK frame.
 
-    ``busy`` (a frame, a message or the handshake in progress) and
-    ``quiet_since`` tell the acceptor whom it may evict; ``lock`` makes
-    "not busy, so evicted" and "bytes arrived, so busy" exclusive.
+    ``busy`` (a frame, a message or the handshake in progress) and ``ending``
+    (why the server ends it: "evicted", "closing", "cut") change under
+    ``lock``, so that "quiet, so evicted (or closed for the drain)" and
+    "bytes arrived, so busy" exclude each other.
     """
 
     def __init__(self, server: SecureMsgServer, sock: socket.socket, peer: str) -> None:
@@ -114,20 +259,21 @@ class ClientHandler:
         self.config = server.config
         self.sock = sock
         self.peer = peer
-        self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
         self.busy = True  # until setup has logged the connection
-        self.evicted = False
-        self.cut = False  # closed by the server after the drain deadline
+        self.ending: str | None = None
         self.done = threading.Event()  # set after the disconnect line
-        self.accepted_at = time.monotonic()
-        self.quiet_since = self.accepted_at  # end of the last frame (idle time)
-        self._last_bytes = self.accepted_at
-        self._frame_start: float | None = None
-        self._frames_seen = 0
-        self._closing = False  # the server is shutting down and we know it
+        self.wakeup = threading.Event()  # ends a wait for the memory budget
+        self.logging_end = False  # the disconnect line is being written
+        now = conn.now_ms()
+        self.t = conn.Timing.at(now)
+        self.progress_start = now  # first byte of the frame/message/handshake in progress
         self.session: Session
-        self._poller = select.poll()
+        self._deadline = conn.Deadline(conn.Wait.NONE, conn.NEVER, 0)
+        self._check_at = conn.NEVER  # the deadline every read checks (frame, handshake)
+        self._armed_idle = False  # SO_RCVTIMEO is the idle timeout (a relative wait)
+        self._frames_seen = 0
+        self._reserved = 0  # bytes held against the memory budget
 
     # --- the three steps -----------------------------------------------------
 
@@ -139,7 +285,7 @@ class ClientHandler:
         except ConnectionEnded:
             pass
         except SecureMsgError as exc:
-            if not (self.evicted or self.cut):
+            if self.ending is None:
                 self.server.console.error(describe_error(exc, self.peer))
         except Exception as exc:  # noqa: BLE001 - a bug: one line, not a traceback
             name = type(exc).__name__
@@ -154,157 +300,242 @@ class ClientHandler:
         except OSError:
             pass  # the peer is already gone: the first recv reports it
         self.session = self.server.factory.new_session(initiator=False)
-        self._poller.register(self.sock, select.POLLIN)
-        self._poller.register(self.server.closing_fd, select.POLLIN)
+        self.t.handshaking = not self.session.established
         self.server.console.info(f"Client connected: {self.peer}")
-        self.busy = not self.session.established  # noise: the handshake is in progress
+        self._rearm(conn.now_ms())
+        self._become_quiet_or_busy(self.t.handshaking)
 
     def handle(self) -> None:
+        sock = self.sock
+        recv = sock.recv
+        now_ms = conn.now_ms
+        process = self._process
+        size = net.RECV_SIZE
         while True:
-            data = self._receive()
+            if self._reserved or self.session.held > ALLOWANCE - net.RECV_SIZE:
+                size = self._reserve_next_read()
+            try:
+                data = recv(size)
+            except OSError as exc:
+                if exc.errno in _TIMEOUT_ERRNOS:
+                    self._timed_out()
+                    continue
+                if self.ending is not None:
+                    raise ConnectionEnded() from exc
+                raise RecvError(net.strerror(exc)) from exc
+            now = now_ms()
+            with self.lock:
+                ending = self.ending
+                self.busy = True
+            if ending is not None:
+                if ending == "closing" and data:
+                    continue  # sent before the peer saw our FIN: read on to its EOF
+                raise ConnectionEnded()
             if not data:
                 self.session.check_eof()
                 return
-            self._process(data)
+            self.t.last_bytes = now
+            if now >= self._check_at:  # every read: a peer that always has bytes too
+                raise _expired(self._deadline)
+            process(data, now)
 
     def finish(self) -> None:
         # The slot first (as c/server.c): whoever reconnects on seeing the
         # disconnect line must not be refused for a connection that is over.
         self.server.release(self)
+        self.server.budget.release(self._reserved)
+        self._reserved = 0
         net.close_quietly(self.sock)
+        self.logging_end = True
         self.server.console.info(f"Client disconnected: {self.peer}")
         self.done.set()
 
-    # --- receiving, within the deadlines --------------------------------------
+    # --- deadlines -------------------------------------------------------------
 
-    def _receive(self) -> bytes:
-        """The next bytes from the peer (``b""``: it closed).
+    def _rearm(self, now: int) -> None:
+        """The deadline changed: make SO_RCVTIMEO end the next wait there."""
+        d = conn.next_deadline(self.server.limits, self.t)
+        if self.ending == "closing":
+            d = conn.with_drain(d, self.server.drain_deadline_ms, False, now)
+        self._deadline = d
+        idle = d.kind is conn.Wait.IDLE
+        self._check_at = conn.NEVER if idle or d.kind is conn.Wait.NONE else d.at
+        if idle:  # "no bytes for N s": each wait lasts the idle timeout
+            if not self._armed_idle:
+                _set_recv_timeout(self.sock, self.config.idle_timeout * 1000)
+                self._armed_idle = True
+            return
+        self._armed_idle = False
+        _set_recv_timeout(self.sock, 0 if d.at == conn.NEVER else max(d.at - now, 1))
 
-        Raises a timeout, or ``ConnectionEnded`` when the server ends the
-        connection (eviction, or shutdown once no frame is in progress).
-        """
+    def _timed_out(self) -> None:
+        """SO_RCVTIMEO ran out: raise if the deadline has passed, else wait on."""
+        now = conn.now_ms()
+        if self._deadline.kind is not conn.Wait.IDLE and now < self._deadline.at:
+            self._rearm(now)
+            return
+        if self.ending is not None:
+            raise ConnectionEnded()
+        raise _expired(self._deadline)
+
+    # --- the memory budget -----------------------------------------------------
+
+    def _reserve_next_read(self) -> int:
+        """Reserve from the budget what the next read may add beyond the allowance,
+        waiting (not reading) until it is granted. Returns the read size."""
+        held = self.session.held
+        target = held + net.RECV_SIZE
+        frame_end = 4 + self.t.frame_len if self.t.frame_len else 0
+        if held < frame_end and not self.t.in_message:
+            target = min(target, frame_end)  # never more than the frame announced
+        need = target - ALLOWANCE - self._reserved
+        if need <= 0:
+            return net.RECV_SIZE
+        deadline = self._deadline
+        until = deadline.at
+        if deadline.kind is conn.Wait.IDLE:
+            until = conn.now_ms() + self.config.idle_timeout * 1000
         while True:
-            timeout, on_expiry = self._wait_limit()
-            ready = self._poller.poll(None if timeout is None else math.ceil(timeout * 1000))
-            if any(fd == self.server.closing_fd for fd, _ in ready):
-                self._closing = True  # shutdown began: finish the frame, then close
-                self._poller.unregister(self.server.closing_fd)
-                continue
-            if ready:
-                return self._read()
-            if on_expiry is not None:
-                raise on_expiry
-            self._close_gracefully()
-
-    def _wait_limit(self) -> tuple[float | None, SecureMsgError | None]:
-        """How long the next wait may last, and what to raise when it runs out.
-
-        ``None`` to raise means: close without an error line (shutdown).
-        """
-        now = time.monotonic()
-        limit, error = self._protocol_deadline()
-        if self._closing:  # between frames: close now; in one: finish it, within the drain
-            drain_end = self.server.drain_deadline if self.busy else now
-            if limit is None or drain_end < limit:
-                limit, error = drain_end, None
-        if limit is None:
-            return None, None
-        return max(0.0, limit - now), error
-
-    def _protocol_deadline(self) -> tuple[float | None, SecureMsgError]:
-        """When the current wait must end: the earlier of the handshake deadline
-        (noise, until it completes) and the frame's or the idle deadline."""
-        limit, error = self._frame_or_idle_deadline()
-        frame_timeout = self.config.frame_timeout
-        if not self.session.established and frame_timeout:
-            handshake_end = self.accepted_at + frame_timeout
-            if limit is None or handshake_end <= limit:
-                return handshake_end, HandshakeTimeout(frame_timeout)
-        return limit, error
-
-    def _frame_or_idle_deadline(self) -> tuple[float | None, SecureMsgError]:
-        frame_timeout = self.config.frame_timeout
-        idle = self.config.idle_timeout
-        if self._frame_start is not None and frame_timeout:
-            length = self.session.frame_progress()[2] or 0
-            allowed = frame_timeout + length / self.config.min_rate
-            return self._frame_start + allowed, FrameTimeout(math.ceil(allowed))
-        if not idle:
-            return None, TimedOut(idle)
-        if self.busy:  # no frame deadline: each read may wait the idle timeout
-            return self._last_bytes + idle, TimedOut(idle)
-        return self.quiet_since + idle, TimedOut(idle)
-
-    def _read(self) -> bytes:
-        data = net.recv_some(self.sock, self.config.idle_timeout)
-        with self.lock:
-            if self.evicted:
-                raise ConnectionEnded()
-            self.busy = True
-        self._last_bytes = time.monotonic()
-        return data
-
-    def _close_gracefully(self) -> None:
-        """Shutdown, between frames: FIN, then read and discard until the peer's EOF.
-
-        Closing with unread bytes would send a reset; a client that sent its
-        next message before seeing our FIN gets EOF instead of an ACK.
-        """
-        net.shutdown_write(self.sock)
-        while (remaining := self.server.drain_deadline - time.monotonic()) > 0:
-            if not self._poller.poll(math.ceil(remaining * 1000)):
-                continue
+            self.server.hangups.watch(self.sock, self.wakeup)
             try:
-                if not self.sock.recv(net.RECV_SIZE):
-                    break
-            except OSError:
-                break
-        raise ConnectionEnded()
+                granted = self.server.budget.reserve(need, until, self.wakeup)
+            finally:
+                self.server.hangups.unwatch(self.sock)
+            if granted:
+                self._reserved += need
+                return net.RECV_SIZE
+            if self.ending is not None:
+                raise ConnectionEnded()
+            if conn.now_ms() >= until:
+                raise BudgetCut(held, self.server.budget.limit)
+            self._peer_left_while_paused()  # raises, unless the frame can still complete
+            self.wakeup.clear()
+
+    def _peer_left_while_paused(self) -> None:
+        """The peer closed while we were not reading: end now if what it sent
+        cannot complete the frame (the usual truncated-frame line)."""
+        queued = net.bytes_queued(self.sock)
+        _frames, buffered, length = self.session.frame_progress()
+        if length is not None and buffered + queued >= 4 + length:
+            return  # a whole frame, then FIN (a half-close): it will be answered
+        if length is None:
+            self.session.check_eof()
+            raise DecryptError("connection closed in the middle of a message")
+        raise TruncatedFrame("payload", buffered - 4 + queued, length)
+
+    def _release_budget(self) -> None:
+        if self._reserved and self.session.held <= ALLOWANCE:
+            self.server.budget.release(self._reserved)
+            self._reserved = 0
 
     # --- frames in, ACKs out ---------------------------------------------------
 
-    def _process(self, data: bytes) -> None:
-        self.session.feed(data)
-        while (event := self.session.next_event()) is not NEED_MORE:
+    def _process(self, data: bytes, now: int) -> None:
+        session = self.session
+        session.feed(data)
+        while (event := session.next_event()) is not NEED_MORE:
             if isinstance(event, Message):
                 self._answer(event)
             elif isinstance(event, HandshakeComplete):
                 net.send_all(self.sock, event.reply, self.config.idle_timeout)
                 self.server.console.info(f"Handshake complete: {self.peer}")
-        self._track_frame()
+        if self._reserved:
+            self._release_budget()
+        frames, buffered, length = session.frame_progress()
+        t = self.t
+        if not buffered and not session.in_message and session.established:
+            # The usual case: the read held whole frames. Quiet again.
+            t.quiet_since = conn.now_ms()
+            if t.frame_start >= 0 or t.handshaking or t.in_message:
+                t.frame_start = -1
+                t.in_message = t.handshaking = False
+                self._rearm(t.quiet_since)
+            self._frames_seen = frames
+            self._become_quiet_or_busy(False)
+            return
+        self._track_progress(frames, buffered, length or 0, now)
+
+    def _track_progress(self, frames: int, buffered: int, length: int, now: int) -> None:
+        """A frame, message or handshake continues past this read."""
+        session = self.session
+        t = self.t
+        changed = False
+        if not buffered:
+            if t.frame_start >= 0:
+                t.frame_start, t.frame_len, changed = -1, 0, True
+        elif t.frame_start < 0 or frames != self._frames_seen:
+            t.frame_start, t.frame_len, changed = now, length, True
+            if not session.in_message and session.established:
+                self.progress_start = now  # a new frame, not the next chunk of a message
+        elif length != t.frame_len:
+            t.frame_len, changed = length, True
+        self._frames_seen = frames
+        handshaking = not session.established
+        in_message = session.in_message
+        if handshaking != t.handshaking or in_message != t.in_message:
+            t.handshaking, t.in_message, changed = handshaking, in_message, True
+        if changed:
+            self._rearm(now)
+        self._become_quiet_or_busy(not conn.is_quiet(t))
+
+    def _become_quiet_or_busy(self, busy: bool) -> None:
+        """Publish the state; a quiet connection closes if the server is shutting down."""
+        with self.lock:
+            self.busy = busy
+            if busy or self.ending is not None or not self.server.closing:
+                return
+            self.ending = "closing"
+        self.close_for_drain()
+
+    def close_for_drain(self) -> None:
+        """Shutdown, between frames: FIN, then read and discard until the peer's EOF
+        (closing with unread bytes would send a reset), until the drain deadline."""
+        net.shutdown_write(self.sock)
+        self._rearm(conn.now_ms())
 
     def _answer(self, message: Message) -> None:
         # The ACK first: logging (a 1 MiB line, a slow stdout) stays off the
-        # round trip. RECV is written even when the send fails.
+        # round trip. Every RECV line has its ACK line or an error line.
         wire, _ = self.session.encode_message(ack_text(len(message.data)))
         try:
             net.send_all(self.sock, wire, self.config.idle_timeout)
-        except SecureMsgError:
-            self.server.console.recv_plaintext(message.data)
-            raise
+        except SecureMsgError as exc:
+            console = self.server.console
+            console.recv_plaintext(message.data)
+            if self.ending == "cut":
+                drain = self.config.drain_timeout
+                console.error(f"Send to {self.peer} failed: drain timeout passed ({drain} s)")
+            else:
+                console.error(describe_error(exc, self.peer))
+            raise ConnectionEnded() from exc
         self.server.console.answered(message.data)
 
-    def _track_frame(self) -> None:
-        """After the bytes are used up: note when the partial frame began, if any."""
-        frames, buffered, _length = self.session.frame_progress()
-        if not buffered:
-            self._frame_start = None
-        elif self._frame_start is None or frames != self._frames_seen:
-            self._frame_start = self._last_bytes  # its first bytes came in this read
-        self._frames_seen = frames
-        if not buffered and not self.session.in_message:
-            self.quiet_since = time.monotonic()
-        self.busy = bool(buffered) or self.session.in_message or not self.session.established
+    # --- called by the acceptor and the shutdown --------------------------------
 
-    # --- called by the acceptor ------------------------------------------------
+    def view(self) -> conn.SlotView:
+        """What the eviction choice sees (read from another thread)."""
+        if self.ending is not None:
+            return conn.SlotView(conn.Slot.EVICTED)
+        if not self.busy:
+            return conn.SlotView(conn.Slot.QUIET, self.t.quiet_since)
+        session = getattr(self, "session", None)
+        held = session.held if session is not None else 0
+        start = self.progress_start if held or self.t.handshaking else -1
+        return conn.SlotView(conn.Slot.BUSY, self.t.quiet_since, start, held)
 
-    def claim_for_eviction(self) -> bool:
-        """True (and the connection is ours to end) unless a frame is in progress."""
+    def claim(self, why: str, quiet_only: bool) -> bool:
+        """Mark the connection as ended by the server (unless it already is, or it
+        became busy and ``quiet_only``); the caller then wakes it."""
         with self.lock:
-            if self.busy or self.evicted:
+            if self.ending is not None or (quiet_only and self.busy):
                 return False
-            self.evicted = True
+            self.ending = why
             return True
+
+    def wake(self) -> None:
+        """End any wait: recv returns, a budget wait ends."""
+        net.wake(self.sock)
+        self.wakeup.set()
 
 
 class SecureMsgServer:
@@ -320,17 +551,22 @@ class SecureMsgServer:
         self.config = config
         self.console = console
         self.factory = factory
+        self.limits = conn.Limits(config.idle_timeout, config.frame_timeout, config.min_rate)
+        self.budget = MemoryBudget(config.max_buffered, console)
+        self.hangups = HangupWatcher()
         self.listener = net.listen(config.bind, config.port, socket.SOMAXCONN)
         self.listener.setblocking(False)  # a peer gone between poll and accept cannot block us
         self.server_address = self.listener.getsockname()
-        # wake: signals and stop() end the accept loop. closing: readable once
-        # shutdown began; every client thread polls it. Neither is ever closed:
-        # a signal may still arrive while the interpreter exits.
+        # wake: signals and stop() end the accept loop. Never closed: a signal
+        # may still arrive while the interpreter exits.
         self.wake_fd, self._wake_write = wake or make_pipe()
-        self.closing_fd, self._closing_write = make_pipe()
-        self.drain_deadline = math.inf
-        self._clients: set[ClientHandler] = set()
+        self.closing = False
+        self.drain_deadline_ms = conn.NEVER
+        self._clients: dict[ClientHandler, None] = {}  # in admission order (the slot order)
+        self._running: set[ClientHandler] = set()  # threads that have not logged their end
         self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)
+        self._last_trim = 0
 
     @property
     def listening_on(self) -> str:
@@ -351,9 +587,12 @@ class SecureMsgServer:
                 ready = [fd for fd, _ in poller.poll()]
                 if self.wake_fd in ready:
                     reasons = _read_pipe(self.wake_fd)
+                    self._begin_shutdown()
                     self.console.info("Shutting down")  # before the clients' disconnect lines
                     return reasons
-                self._accept_one()
+                for _ in range(ACCEPT_BATCH):
+                    if not self._accept_one():
+                        break
         finally:
             self.shutdown()
 
@@ -362,88 +601,130 @@ class SecureMsgServer:
         with contextlib.suppress(OSError):
             os.write(self._wake_write, b"\0")
 
-    def _accept_one(self) -> None:
+    def _accept_one(self) -> bool:
+        """Accept and start one connection; False when none is waiting."""
         try:
             sock, address = self.listener.accept()
         except (BlockingIOError, ConnectionAbortedError):
-            return
+            return False
         except OSError as exc:
             self.console.error(f"Cannot accept a connection: {net.strerror(exc)}")
             time.sleep(0.1)  # e.g. EMFILE: do not spin
-            return
+            return False
         handler = ClientHandler(self, sock, net.format_peer(address))
         if not self._admit(handler):
             limit = self.config.max_clients
             self.console.error(f"Client refused: {handler.peer}: too many clients (limit {limit})")
             net.close_quietly(sock)
-            return
-        handler.thread = threading.Thread(target=handler.run, name="client", daemon=True)
+            return True
+        with self._lock:
+            self._running.add(handler)
         try:
-            handler.thread.start()
+            self._start_thread(handler)
         except RuntimeError:  # "can't start new thread": pthread_create said EAGAIN
+            with self._lock:
+                self._running.discard(handler)
             self.release(handler)
             self.console.error(f"Client refused: {handler.peer}: {os.strerror(errno.EAGAIN)}")
             net.close_quietly(sock)
+        return True
+
+    def _start_thread(self, handler: ClientHandler) -> None:
+        # Not threading.Thread: its start() waits until the new thread runs,
+        # which under load costs the acceptor a GIL hand-over per client.
+        _thread.start_new_thread(self._client_thread, (handler,))
+
+    def _client_thread(self, handler: ClientHandler) -> None:
+        try:
+            handler.run()
+        finally:
+            with self._lock:
+                self._running.discard(handler)
+                self._ended.notify_all()
 
     def _admit(self, handler: ClientHandler) -> bool:
-        """Take a slot for ``handler``, evicting the longest-idle client if full."""
-        if self._take_slot(handler):
-            return True
-        victim = self._evict_one()
-        if victim is None:
-            return False
-        victim.done.wait(EVICTION_WAIT)
-        return self._take_slot(handler)
-
-    def _take_slot(self, handler: ClientHandler) -> bool:
-        with self._lock:
-            if len(self._clients) >= self.config.max_clients:
+        """Take a slot for ``handler``, evicting (PROTOCOL.md 9) if full."""
+        for _ in range(3):  # a victim that changed state meanwhile: choose again
+            with self._lock:
+                if len(self._clients) < self.config.max_clients:
+                    self._clients[handler] = None
+                    return True
+                clients = list(self._clients)
+            now = conn.now_ms()
+            victim = conn.choose_victim([c.view() for c in clients], now, self.config.min_rate)
+            if victim is None:
                 return False
-            self._clients.add(handler)
-            return True
+            chosen = clients[victim.index]
+            if chosen.claim("evicted", quiet_only=victim.quiet):
+                self._log_eviction(chosen, victim)
+                self.release(chosen)  # its thread ends quietly; the slot is the newcomer's
+                chosen.wake()
+        return False
 
-    def _evict_one(self) -> ClientHandler | None:
-        """End the client idle longest among those with no frame or handshake going on."""
-        with self._lock:
-            idle = [client for client in self._clients if not client.busy]
-        for victim in heapq.nsmallest(8, idle, key=lambda client: client.quiet_since):
-            if victim.claim_for_eviction():
-                seconds = int(time.monotonic() - victim.quiet_since)
-                self.console.info(
-                    f"Evicted {victim.peer}: idle {seconds} s, "
-                    f"server full (limit {self.config.max_clients})"
-                )
-                net.wake(victim.sock)  # its poll returns; its thread ends quietly
-                return victim
-        return None
+    def _log_eviction(self, chosen: ClientHandler, victim: conn.Victim) -> None:
+        limit = self.config.max_clients
+        what = f"idle {victim.value} s" if victim.quiet else f"{victim.value} bytes/s in a frame"
+        self.console.info(f"Evicted {chosen.peer}: {what}, server full (limit {limit})")
 
     def release(self, handler: ClientHandler) -> None:
         """This connection no longer counts against --max-clients."""
         with self._lock:
-            self._clients.discard(handler)
+            self._clients.pop(handler, None)
+            idle = not self._clients
+        now = conn.now_ms()
+        if idle or now - self._last_trim >= TRIM_INTERVAL_MS:
+            self._last_trim = now
+            return_memory()
 
     # --- the one way out -------------------------------------------------------
 
+    def _begin_shutdown(self) -> None:
+        """The drain's clock starts; no log write may hold the exit past it."""
+        with self._lock:
+            if self.closing:
+                return
+            self.closing = True
+            self.drain_deadline_ms = conn.now_ms() + self.config.drain_timeout * 1000
+        self.console.write_until(self.drain_deadline_ms / 1000 + EXIT_GRACE)
+
     def shutdown(self) -> None:
-        """Stop accepting; let clients finish their frame and close; cut the rest."""
+        """Serve what is queued, let clients finish their frame and close, cut the rest."""
+        self._begin_shutdown()
+        # Connections still in the backlog are accepted and closed cleanly:
+        # closing the listener with them queued would reset them.
+        while self._accept_one():
+            pass
         self.listener.close()
         with self._lock:
-            self.drain_deadline = time.monotonic() + self.config.drain_timeout
-            clients = list(self._clients)
-        os.write(self._closing_write, b"\0")  # never read: every client's poll sees it
+            clients = list(self._running)
         for client in clients:
-            _join(client, self.drain_deadline - time.monotonic())
-        for client in clients:  # e.g. a send blocked on a peer that reads nothing
-            if client.thread is not None and client.thread.is_alive():
-                client.cut = True
-                net.wake(client.sock)
-        for client in clients:
-            _join(client, None)
+            if client.claim("closing", quiet_only=True):
+                net.shutdown_write(client.sock)  # FIN; its thread reads on to the EOF
+        deadline = self.drain_deadline_ms / 1000
+        if self._wait_threads(deadline):
+            return
+        with self._lock:
+            clients = list(self._running)
+        for client in clients:  # cut whatever is left, quietly
+            with client.lock:
+                client.ending = "cut"
+            client.wake()
+        if self._wait_threads(deadline + EXIT_GRACE) and not self.console.unwritten():
+            return
+        with self._lock:  # threads blocked on the log: their end lines will not come
+            ends = sum(not client.logging_end for client in self._running)
+        lines = self.console.unwritten() + ends
+        self.console.error_if_writable(f"Log output blocked: {lines} lines not written")
 
-
-def _join(client: ClientHandler, timeout: float | None) -> None:
-    if client.thread is not None and client.thread.ident is not None:
-        client.thread.join(None if timeout is None else max(0.0, timeout))
+    def _wait_threads(self, until: float) -> bool:
+        """Wait until every client thread has logged its end, or ``until`` (monotonic s)."""
+        with self._lock:
+            while self._running:
+                left = until - time.monotonic()
+                if left <= 0:
+                    return False
+                self._ended.wait(left)
+        return True
 
 
 def make_pipe() -> tuple[int, int]:
@@ -482,10 +763,21 @@ def hold_late_signals() -> None:
 
     While the interpreter exits it restores the default actions, so a late
     signal (`timeout` sends SIGTERM twice) would turn exit 0 into death by
-    that signal. By now only the main thread is left: blocking them in it
-    blocks them for the process.
+    that signal. By now only the main thread is left, or client threads cut
+    at the drain deadline: blocking them in the main thread is what can be done.
     """
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+
+
+_libc = None
+
+
+def _c_library() -> ctypes.CDLL | None:
+    global _libc
+    if _libc is None:
+        with contextlib.suppress(OSError):
+            _libc = ctypes.CDLL(None)
+    return _libc
 
 
 def unmap_large_buffers() -> None:
@@ -493,12 +785,25 @@ def unmap_large_buffers() -> None:
 
     glibc serves blocks above its mmap threshold with mmap, returned on free, but
     raises the threshold after each large free: later 1 MiB frames then come from
-    per-thread heaps that it rarely shrinks, and RSS stayed near 100 MB after
-    fuzzing (issue 10.4). Fixing the threshold keeps every frame buffer above
-    128 KiB in a mapping of its own. Best effort: other C libraries are left alone.
+    heaps it rarely shrinks (issue 10.4). Fixing the threshold keeps every buffer
+    above 128 KiB in a mapping of its own; two arenas (the GIL serialises the
+    allocations anyway) keep the pieces of smaller reads where a trim finds them.
+    Best effort: other C libraries are left alone.
     """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    libc = _c_library()
+    with contextlib.suppress(AttributeError):
+        if libc is not None:
+            libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+            libc.mallopt(_M_ARENA_MAX, 2)
+
+
+def return_memory() -> None:
+    """Hand freed heap pages back to the system (glibc malloc_trim), as C's
+    server does through its mmap threshold: RSS falls once peers leave."""
+    libc = _c_library()
+    with contextlib.suppress(AttributeError):
+        if libc is not None:
+            libc.malloc_trim(0)
 
 
 def run(config: ServerConfig, console: Logger) -> int:
@@ -508,7 +813,7 @@ def run(config: ServerConfig, console: Logger) -> int:
     install_signal_handlers(wake[1])  # before Argon2id, which takes a moment
     threading.stack_size(THREAD_STACK)
     try:
-        factory = SessionFactory.from_config(config)
+        factory = make_session_factory(config)
         server = SecureMsgServer(config, console, factory, wake)
     except (ListenError, ResolveError) as exc:
         where = net.format_address(escape_text(config.bind), config.port)
@@ -533,14 +838,15 @@ def main(argv: list[str] | None = None) -> int:
     """``server.py [OPTIONS] PORT``; returns the exit status."""
     console = Logger()
     net.raise_open_file_limit()  # before parsing: the --max-clients default follows it
+    usage = server_usage(program_name(sys.argv[0]))
     try:
         config = parse_server_args(sys.argv[1:] if argv is None else argv)
     except HelpRequested:
-        console.raw_out(SERVER_USAGE)
+        console.raw_out(usage)
         return 0
     except UsageError as exc:
         console.error(str(exc))
-        console.raw_err(SERVER_USAGE)
+        console.raw_err(usage)
         return 2
     except KeyFileError as exc:
         console.error(str(exc))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from .config import ClientConfig, ServerConfig
 from .crypto import XorCipher
 from .errors import DecryptError, FrameTooLarge, HandshakeError, MessageTooLarge
 from .framing import NEED_MORE, BadLength, Frame, FrameDecoder, NeedMore, encode_frame
@@ -111,6 +110,13 @@ class Session:
         """True between the chunks of one noise message."""
         return False
 
+    @property
+    def held(self) -> int:
+        """Bytes held for the frame (or noise message) in progress: what the
+        server counts against its memory budget. Reads no more than attributes,
+        so another thread may ask."""
+        return self._decoder.buffered
+
     def next_event(self) -> Event:
         """The next event from the bytes fed so far."""
         raise NotImplementedError
@@ -180,6 +186,10 @@ class NoiseSession(Session):
     @property
     def in_message(self) -> bool:
         return bool(self._parts)
+
+    @property
+    def held(self) -> int:
+        return self._decoder.buffered + self._size  # as C: the message data of earlier chunks
 
     @property
     def handshake_hash(self) -> bytes:
@@ -279,16 +289,15 @@ class SessionFactory:
         self._psk = psk
 
     @classmethod
-    def from_config(cls, config: ServerConfig | ClientConfig) -> SessionFactory:
-        """Build from the parsed options; in noise mode this runs Argon2id (~0.1 s)."""
-        psk = None
-        if config.cipher == "noise":
-            psk = config.key.psk
-            if psk is None:
-                from .noise import psk_from_passphrase
+    def create(
+        cls, cipher: str, key: bytes, max_message: int, psk: bytes | None = None
+    ) -> SessionFactory:
+        """In noise mode without a raw ``psk``, derive it from ``key`` with Argon2id (~0.1 s)."""
+        if cipher == "noise" and psk is None:
+            from .noise import psk_from_passphrase
 
-                psk = psk_from_passphrase(config.key.key)
-        return cls(config.cipher, config.key.key, config.max_frame, psk)
+            psk = psk_from_passphrase(key)
+        return cls(cipher, key, max_message, psk)
 
     @property
     def description(self) -> str:

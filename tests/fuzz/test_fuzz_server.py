@@ -18,11 +18,10 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from securemsg.config import parse_server_args
+from securemsg.config import parse_server_args, session_factory
 from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.log import Logger, escape
 from securemsg.server import SecureMsgServer
-from securemsg.session import SessionFactory
 
 from .fuzz_support import mutated, seeds
 from .test_fuzz_framing import reference
@@ -42,7 +41,7 @@ class Server:
         config = parse_server_args(["--port", "0", "--bind", "127.0.0.1", "--max-frame", "4096"])
         self.out, self.err = io.BytesIO(), io.BytesIO()
         console = Logger(self.out, self.err, colour=False)
-        self.server = SecureMsgServer(config, console, SessionFactory.from_config(config))
+        self.server = SecureMsgServer(config, console, session_factory(config))
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -86,6 +86,31 @@ def test_help_exit_0_on_stdout() -> None:
         assert result.stderr == b""
 
 
+@pytest.mark.parametrize("name", ["server", "client"])
+def test_usage_names_the_command_typed(name: str, tmp_path: Path) -> None:
+    """As C's basename of argv[0]: `server.py` run as such, an installed
+    `securemsg-server` (or any name it is started under) as that."""
+    assert run(str(PYTHON_DIR / f"{name}.py"), "--help").stdout.startswith(
+        f"Usage: {name}.py [OPTIONS] ".encode()
+    )
+    renamed = tmp_path / f"securemsg-{name}"
+    renamed.write_text((PYTHON_DIR / f"{name}.py").read_text(encoding="utf-8"), encoding="utf-8")
+    result = Completed(run_program([sys.executable, str(renamed), "--frob"], timeout=scaled(30),
+                                   cwd="/", env={**os.environ, "PYTHONPATH": str(PYTHON_DIR)}))
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines()[1].startswith(f"Usage: securemsg-{name} [OPTIONS] ")
+
+
+def test_stock_interpreter_runs_the_seed_command() -> None:
+    """`python3 python/server.py` with the system's own interpreter, no venv."""
+    stock = Path("/usr/bin/python3")
+    if not stock.exists():
+        pytest.skip("no /usr/bin/python3 on this system")
+    result = Completed(run_program([str(stock), SERVER, "--help"], timeout=scaled(30), cwd="/"))
+    assert result.returncode == 0
+    assert result.stdout.startswith(b"Usage: server.py [OPTIONS] PORT\n")
+
+
 def test_unreadable_key_file_exit_1() -> None:
     result = run(SERVER, "0", "--key-file", "/nonexistent/key")
     assert result.returncode == 1

@@ -8,12 +8,11 @@ import threading
 import time
 
 import pytest
-from securemsg.config import parse_server_args
+from securemsg.config import parse_server_args, session_factory
 from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.framing import FrameDecoder, encode_frame
 from securemsg.log import Logger
 from securemsg.server import SecureMsgServer
-from securemsg.session import SessionFactory
 
 from tests.support.unit_support import Capture, connect, recv_frame, running_server, wait_closed
 
@@ -187,7 +186,7 @@ class Served:
         config = parse_server_args(["--port", "0", "--bind", "127.0.0.1", *options])
         self.capture = Capture()
         console = Logger(self.capture.out, self.capture.err, colour=False)
-        self.server = SecureMsgServer(config, console, SessionFactory.from_config(config))
+        self.server = SecureMsgServer(config, console, session_factory(config))
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever)
         self.thread.start()

@@ -49,15 +49,14 @@ class Capture:
 @contextmanager
 def running_server(*options: str) -> Iterator[tuple[object, Capture]]:
     """A SecureMsgServer on 127.0.0.1, port 0, serving in a thread."""
-    from securemsg.config import parse_server_args
+    from securemsg.config import parse_server_args, session_factory
     from securemsg.log import Logger
     from securemsg.server import SecureMsgServer
-    from securemsg.session import SessionFactory
 
     config = parse_server_args(["--port", "0", "--bind", "127.0.0.1", *options])
     capture = Capture()
     console = Logger(capture.out, capture.err, colour=False)
-    server = SecureMsgServer(config, console, SessionFactory.from_config(config))
+    server = SecureMsgServer(config, console, session_factory(config))
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
     try:

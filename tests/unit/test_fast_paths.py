@@ -106,6 +106,17 @@ def test_xor_fast_path_keeps_every_byte(size: int) -> None:
     assert crypto_fast.xor(data, key) == bytes(size) == crypto.xor(data, key)
 
 
+def test_key_stream_serves_shorter_and_longer_frames_after_a_long_one() -> None:
+    """The cached stream of the largest size seen, masked for shorter frames."""
+    key = b"MY_SECRET_KEY"
+    stream = crypto_fast.KeyStream(key)
+    for size in [70_000, 0, 1, 13, 64, 69_999, 70_000, 200_001, 5]:
+        data = bytes((i * 7) % 256 for i in range(size))
+        assert stream.apply(data) == crypto.xor(data, key), size
+
+
 def test_empty_key_refused_by_the_fast_path() -> None:
     with pytest.raises(ValueError):
         crypto_fast.xor(b"data", b"")
+    with pytest.raises(ValueError):
+        crypto_fast.KeyStream(b"")

@@ -101,8 +101,9 @@ def test_truncated_frame_then_disconnect(data: bytes, reason: str) -> None:
         assert capture.errors() == [f"[ERROR] Truncated frame from {peer}: {reason}"]
 
 
-def test_max_clients_refuses_the_next_one_when_none_is_idle() -> None:
-    with running_server("--max-clients", "1") as (server, capture):
+def test_max_clients_refuses_the_next_one_when_none_is_idle_or_slow() -> None:
+    # --min-rate 1: two bytes in (at most) a second is not below it, so not evictable.
+    with running_server("--max-clients", "1", "--min-rate", "1") as (server, capture):
         port = server.server_address[1]
         with connect(port) as first:
             send_message(first, b"first")
@@ -119,6 +120,25 @@ def test_max_clients_refuses_the_next_one_when_none_is_idle() -> None:
         capture.wait_for(lambda: any("disconnected" in line for line in capture.lines()))
         with connect(port) as third:
             assert send_message(third, b"") == b"ACK: Received 0 bytes"
+
+
+def test_a_staller_inside_a_frame_is_evicted_when_none_is_idle() -> None:
+    """Reconnecting stallers must not keep the server full (PROTOCOL.md 9)."""
+    with running_server("--max-clients", "1") as (server, capture):
+        port = server.server_address[1]
+        with connect(port) as staller:
+            staller_peer = peer_of(staller)
+            staller.sendall(b"\x00\x00")  # 2 bytes of a header: far below --min-rate
+            capture.wait_for(lambda: [c.view().frame_bytes for c in server._clients] == [2])
+            with connect(port) as real:
+                assert send_message(real, b"served") == b"ACK: Received 6 bytes"
+            assert wait_closed(staller)
+        capture.wait_line(f"[INFO] Client disconnected: {staller_peer}")
+        assert (
+            f"[INFO] Evicted {staller_peer}: 2 bytes/s in a frame, server full (limit 1)"
+            in capture.lines()
+        )
+        assert capture.errors() == []
 
 
 def test_slot_is_free_when_the_disconnect_line_appears() -> None:
@@ -162,17 +182,19 @@ def test_ack_leaves_before_the_log_lines() -> None:
 
 
 def test_a_thread_that_cannot_start_refuses_that_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_start = threading.Thread.start
+    from securemsg.server import SecureMsgServer
+
+    real_start = SecureMsgServer._start_thread
     failures = [1]  # the first client thread fails, as with RLIMIT_NPROC reached
 
-    def start(thread: threading.Thread) -> None:
-        if thread.name == "client" and failures:
+    def start(self: SecureMsgServer, handler: object) -> None:
+        if failures:
             failures.pop()
             raise RuntimeError("can't start new thread")
-        real_start(thread)
+        real_start(self, handler)  # type: ignore[arg-type]
 
     with running_server() as (server, capture):
-        monkeypatch.setattr(threading.Thread, "start", start)
+        monkeypatch.setattr(SecureMsgServer, "_start_thread", start)
         port = server.server_address[1]
         with connect(port) as refused:
             peer = peer_of(refused)
@@ -235,9 +257,8 @@ def test_many_concurrent_clients() -> None:
 
 def test_listen_backlog_reaches_listen(monkeypatch: pytest.MonkeyPatch) -> None:
     from securemsg import net, server
-    from securemsg.config import parse_server_args
+    from securemsg.config import parse_server_args, session_factory
     from securemsg.log import Logger
-    from securemsg.session import SessionFactory
 
     from tests.support.unit_support import Capture
 
@@ -252,7 +273,7 @@ def test_listen_backlog_reaches_listen(monkeypatch: pytest.MonkeyPatch) -> None:
     config = parse_server_args(["--port", "0", "--bind", "127.0.0.1"])
     capture = Capture()
     instance = server.SecureMsgServer(
-        config, Logger(capture.out, capture.err, colour=False), SessionFactory.from_config(config)
+        config, Logger(capture.out, capture.err, colour=False), session_factory(config)
     )
     instance.shutdown()
     assert backlogs == [socket.SOMAXCONN]
@@ -260,17 +281,16 @@ def test_listen_backlog_reaches_listen(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_64_clients_connecting_while_the_acceptor_is_busy_are_all_served() -> None:
     """The kernel queues them all (backlog SOMAXCONN); with a backlog of 5 most would wait."""
-    from securemsg.config import parse_server_args
+    from securemsg.config import parse_server_args, session_factory
     from securemsg.log import Logger
     from securemsg.server import SecureMsgServer
-    from securemsg.session import SessionFactory
 
     from tests.support.unit_support import Capture
 
     config = parse_server_args(["--port", "0", "--bind", "127.0.0.1"])
     capture = Capture()
     logger = Logger(capture.out, capture.err, colour=False)
-    server = SecureMsgServer(config, logger, SessionFactory.from_config(config))
+    server = SecureMsgServer(config, logger, session_factory(config))
     port = server.server_address[1]
     clients: list[socket.socket] = []
     thread = threading.Thread(target=server.serve_forever)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from securemsg.config import parse_client_args, parse_server_args
+from securemsg.config import parse_client_args, parse_server_args, session_factory
 from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.errors import (
     DecryptError,
@@ -21,7 +21,6 @@ from securemsg.session import (
     HandshakeComplete,
     Message,
     NoiseSession,
-    SessionFactory,
     XorSession,
     ack_text,
 )
@@ -379,7 +378,7 @@ def test_factory_uses_a_32_byte_key_file_as_the_psk(tmp_path: Path) -> None:
     key_file = tmp_path / "lab.psk"
     key_file.write_bytes(PSK)
     config = parse_server_args(["0", "--cipher", "noise", "--key-file", str(key_file)])
-    factory = SessionFactory.from_config(config)
+    factory = session_factory(config)
     assert factory.description == "noise (Noise_NNpsk0_25519_ChaChaPoly_SHA256)"
     client = NoiseSession(PSK, True, MIB)
     server = factory.new_session(initiator=False)
@@ -392,7 +391,7 @@ def test_factory_derives_the_psk_from_a_passphrase_once() -> None:
     config = parse_client_args(
         ["h", "1", "--cipher", "noise", "--key", "correct horse battery staple"]
     )
-    factory = SessionFactory.from_config(config)
+    factory = session_factory(config)
     client = factory.new_session(initiator=True)
     server = NoiseSession(WALK_PSK, False, MIB)  # 8.1: Argon2id of that passphrase
     (done,) = events(server, client.initial_bytes())
@@ -401,7 +400,7 @@ def test_factory_derives_the_psk_from_a_passphrase_once() -> None:
 
 @pytest.mark.usefixtures("no_key_env")
 def test_xor_factory() -> None:
-    factory = SessionFactory.from_config(parse_server_args(["0"]))
+    factory = session_factory(parse_server_args(["0"]))
     assert factory.description == "xor"
     assert isinstance(factory.new_session(initiator=False), XorSession)
 
