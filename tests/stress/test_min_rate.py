@@ -41,8 +41,10 @@ def test_min_rate_senders(start_server, built, figures) -> None:
     short = scale_name() == "short"
     options = ("--frame-timeout", "1", "--min-rate", str(SHORT_MIN_RATE)) if short else ()
     server = start_server(*options)
+    fds_start = server.open_fds()
     real_client_round(server.port)  # whatever a server starts on first use is up
-    fds_start, threads_start = server.open_fds(), server.threads()
+    wait_until(lambda: server.open_fds() <= fds_start, 5)
+    threads_start = server.threads()
     hostile = Hostile(server.port, "trickle", peers, seconds, "--rate", str(RATE))
     connected = hostile.wait_connected()
     accepted = wait_until(lambda: server.open_fds() - fds_start
