@@ -23,7 +23,7 @@ help:
 	@echo "make lab-down   stop and remove the lab's containers and network"
 	@echo "make setup      install host packages (apt) and the project venv .venv (pip, from /usr/bin/python3)"
 	@echo "make test-c     the C unit tests alone (ASan+UBSan)"
-	@echo "make lint       ruff over all Python code"
+	@echo "make lint       ruff over all Python code, and the import contracts (lint-imports)"
 	@echo "make stress     tests/stress at full scale (1,000 peers, 10,000 connections; ~10 min) and long fuzz runs"
 	@echo "make fuzz       the C libFuzzer targets, FUZZ_SECONDS each (default 600; clang)"
 	@echo "make clean      remove build outputs and results/"
@@ -66,8 +66,10 @@ FUZZ_SECONDS ?= 600
 fuzz: setup
 	$(MAKE) -C c fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
+# ruff, then the import contracts of pyproject.toml (the lab's layers, the programs apart).
 lint: setup
 	$(PYTHON) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 matrix: setup build
 	$(VENV)/bin/securemsg-matrix $(ARGS)

@@ -13,7 +13,7 @@ from securemsg.crypto import xor
 from securemsg.framing import encode_frame
 from securemsg.session import ack_text
 from securemsg_lab.demo import source
-from securemsg_lab.wire import attack, pcap, stream
+from securemsg_lab.wire import attack, pcap, protocol
 from securemsg_lab.wire.mitm import FrameTamperer, MitmProxy, Tamper
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,8 +114,8 @@ def test_pcap_ipv4_ethernet_reassembles_each_direction() -> None:
     assert len(segments) == 9
     [conn] = pcap.reassemble(segments)
     assert conn.client == CLIENT and conn.server == SERVER
-    frames_up, rest_up = stream.split_frames(conn.to_server)
-    frames_down, rest_down = stream.split_frames(conn.to_client)
+    frames_up, rest_up = protocol.split_frames(conn.to_server)
+    frames_down, rest_down = protocol.split_frames(conn.to_client)
     assert rest_up == rest_down == b""
     assert xor(frames_up[0].payload, KEY) == b"Hello from C"
     assert xor(frames_down[0].payload, KEY) == b"ACK: Received 12 bytes"
@@ -260,7 +260,7 @@ def test_frame_tamperer_alters_only_the_chosen_frame_whatever_the_chunking() -> 
     tamperer = FrameTamperer(Tamper(delta, 0, 1))
     both = first + second
     out = b"".join(tamperer.feed(both[i : i + 3]) for i in range(0, len(both), 3))
-    frames, rest = stream.split_frames(out)
+    frames, rest = protocol.split_frames(out)
     assert rest == b""
     assert [xor(f.payload, KEY) for f in frames] == [
         b"PAY 10 EUR to Bob",
@@ -276,9 +276,9 @@ def test_mitm_proxy_relays_and_flips() -> None:
         conn, _ = upstream.accept()
         with conn:
             data = b""
-            while not stream.split_frames(data)[0]:
+            while not protocol.split_frames(data)[0]:
                 data += conn.recv(100)
-            received.append(stream.split_frames(data)[0][0].payload)
+            received.append(protocol.split_frames(data)[0][0].payload)
             conn.sendall(encode_frame(b"ok"))
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -305,7 +305,7 @@ def test_mitm_proxy_relays_and_flips() -> None:
 
 def test_split_frames_keeps_the_tail() -> None:
     data = encode_frame(b"ab") + encode_frame(b"") + b"\x00\x00\x00\x05ab"
-    frames, rest = stream.split_frames(data)
+    frames, rest = protocol.split_frames(data)
     assert [f.payload for f in frames] == [b"ab", b""] and rest == b"\x00\x00\x00\x05ab"
 
 
@@ -339,6 +339,12 @@ class _NoNoiseBackend:
     """Starts nothing: every server start fails as an old build without noise would."""
 
     name = "fake"
+
+    @property
+    def registry(self):  # the demo takes its implementations from the registry
+        from securemsg_lab.core import registry
+
+        return registry.default()
 
     def start_server(self, lang: str, cipher: str = "xor", key: str | None = None) -> None:
         from securemsg_lab.demo.procs import DemoError

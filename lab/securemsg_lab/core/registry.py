@@ -52,6 +52,11 @@ class Implementation:
     argv: str = "options"
     features: frozenset[str] = frozenset({"xor"})
     description: str = ""
+    #: how people read its name ("C server", "Python client"); the name when not given
+    title: str = ""
+    #: one of the project's own implementations: the demo shows them, the bench and the
+    #: handout's checks use them by default, the contract tests compare them
+    reference: bool = False
     #: local programs: argv prefixes (absolute paths) and a build command run in `root`
     local_server: tuple[str, ...] = ()
     local_client: tuple[str, ...] = ()
@@ -79,13 +84,17 @@ class Implementation:
     def has(self, feature: str) -> bool:
         return feature in self.features
 
+    @property
+    def display(self) -> str:
+        return self.title or self.name
+
     def server_args(self, port: int, options: Iterable[str] = ()) -> list[str]:
         """PROTOCOL.md section 5, in this implementation's spelling (prefix not included)."""
         if self.argv == "positional":
             return [*options, str(port)]
         return ["--port", str(port), *options]
 
-    def client_args(self, host: str, port: int, message: str | None,
+    def client_args(self, host: str, port: int | str, message: str | None,
                     options: Iterable[str] = ()) -> list[str]:
         if self.argv == "positional":
             return [*options, host, str(port), *([] if message is None else [message])]
@@ -143,7 +152,8 @@ def from_toml(path: Path) -> Implementation:
     return Implementation(
         name=doc["name"], argv=doc.get("argv", "options"),
         features=frozenset(_words(doc, "features", source) or ("xor",)),
-        description=doc.get("description", ""),
+        description=doc.get("description", ""), title=doc.get("title", ""),
+        reference=doc.get("reference", False) is True,
         local_server=_local_program(_words(local, "server", source), root),
         local_client=_local_program(_words(local, "client", source), root),
         local_build=_words(local, "build", source), root=root,
@@ -206,6 +216,13 @@ class Registry:
 
     def names(self) -> list[str]:
         return list(self._by_name)
+
+    def references(self) -> list[Implementation]:
+        """The project's own implementations (`reference = true`), in registry order."""
+        return [impl for impl in self if impl.reference]
+
+    def reference_names(self) -> list[str]:
+        return [impl.name for impl in self.references()]
 
 
 def load(extra: str | None = None) -> Registry:

@@ -14,24 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from securemsg.crypto import DEFAULT_KEY
-
 from ..core import backend as core
 from ..core import registry
 from ..core.paths import REPO
 from ..core.process import LaunchError, Output
 from ..core.registry import Implementation
 from ..wire.mitm import Tamper
+from ..wire.protocol import DEFAULT_KEY
 from .capture import Capture, FallbackCapture
 from .procs import DemoError, Janitor, LineLog, RunResult
 
-#: how the class reads an implementation's name ("C client", "Python server")
-TITLES = {"c": "C", "python": "Python"}
 RUN_TIMEOUT = 40.0  # for a client or a program that runs to its end
-
-
-def title(lang: str) -> str:
-    return TITLES.get(lang, lang)
 
 
 def server_label(lang: str, cipher: str) -> str:
@@ -131,6 +124,10 @@ class Backend:
     def impl(self, lang: str) -> Implementation:
         return self.registry[lang]
 
+    def title(self, lang: str) -> str:
+        """How the class reads an implementation's name ("C client", "Python server")."""
+        return self.registry[lang].display
+
     # -- what each place adds --------------------------------------------------------------
 
     def server_options(self) -> list[str]:
@@ -162,7 +159,8 @@ class Backend:
 
     def prepare(self, extra: tuple[str, ...] = ()) -> None:
         try:
-            self.lab.prepare([self.impl(lang) for lang in ("c", "python", *extra)])
+            names = (*self.registry.reference_names(), *extra)
+            self.lab.prepare([self.impl(lang) for lang in names])
         except core.BackendError as exc:
             raise DemoError(str(exc)) from exc
 
@@ -173,7 +171,7 @@ class Backend:
             running = self.lab.start_server(self.cell, impl, options,
                                             alias=self.alias(lang, cipher))
         except (core.BackendError, LaunchError) as exc:
-            raise DemoError(f"{title(lang)} server did not start: {exc}") from exc
+            raise DemoError(f"{self.title(lang)} server did not start: {exc}") from exc
         self.janitor.add(server_label(lang, cipher), running.stop)
         alias = self.alias(lang, cipher)
         port = running.client_port if alias else 0

@@ -10,15 +10,14 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from securemsg.crypto import DEFAULT_KEY
-
 from ..core import registry
 from ..core.docker import engine_answers
+from ..wire.protocol import DEFAULT_KEY
 from .backends import Backend
 from .docker import DockerBackend
 from .local import LocalBackend
 from .procs import DemoError, Janitor
-from .steps import STEPS, Demo, closing, run_steps
+from .steps import STEPS, Demo, closing, reference_titles, run_steps
 from .ui import Console
 
 
@@ -48,7 +47,8 @@ def add_choice(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    steps = "\n".join(f"  {n}. {step.title}" for n, step in enumerate(STEPS, 1))
+    titles = reference_titles(registry.default())
+    steps = "\n".join(f"  {n}. {step.title.format(**titles)}" for n, step in enumerate(STEPS, 1))
     parser = argparse.ArgumentParser(
         prog="securemsg-demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     extra = tuple(dict.fromkeys(args.extra))
-    unknown = [name for name in extra if name not in registry.default() or name in ("c", "python")]
+    unknown = [name for name in extra if name not in registry.default()
+               or name in registry.default().reference_names()]
     if unknown:
         print(f"securemsg-demo: --with: not another registered implementation: "
               f"{', '.join(unknown)} (registered: {', '.join(registry.default().names())})",

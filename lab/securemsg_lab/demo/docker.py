@@ -33,6 +33,15 @@ CAPTURE_OPTIONS = ("init", "read_only", "cap_drop", "cap_add", "security_opt")
 PACKAGE = Path(__file__).resolve().parents[1]  # securemsg_lab, copied into the relay
 
 
+def _python_implementation(registry: Any) -> str:
+    """The relay is Python (securemsg_lab.wire.mitm): it runs in the image of a reference
+    implementation whose server is a python3 program there."""
+    for impl in registry.references():
+        if impl.docker_server[:1] in (("python3",), ("python",)):
+            return impl.name
+    raise DemoError("no reference implementation runs on python3 in its image (the relay)")
+
+
 class DockerBackend(Backend):
     """Containers of the lab images on a network of the demo's own."""
 
@@ -97,7 +106,7 @@ class DockerBackend(Backend):
         flags = ["--once", *(["--record"] if record else [])]
         command = relay_command(("0.0.0.0", MITM_PORT), server.target, tamper, *flags)
         endpoint = self.docker.client.api.create_endpoint_config(aliases=[alias])
-        python = self.impl("python")
+        python = self.impl(_python_implementation(self.registry))
         try:
             container = self.docker.create(
                 self.cell, alias, self.image(python), command,

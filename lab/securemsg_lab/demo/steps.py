@@ -10,16 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from securemsg.crypto import DEFAULT_KEY, xor
-from securemsg.framing import HEADER_LEN
-from securemsg.log import escape
-
+from ..core.registry import Registry
 from ..wire import attack, rawclient
 from ..wire.mitm import Tamper
 from ..wire.pcap import Connection, format_endpoint
-from ..wire.stream import looks_like_words, split_frames
+from ..wire.protocol import DEFAULT_KEY, HEADER_LEN, escape, looks_like_words, split_frames, xor
 from . import source
-from .backends import Backend, Client, Interactive, Server, title
+from .backends import Backend, Client, Interactive, Server
 from .capture import Capture
 from .procs import DemoError, LogLine, RunResult
 from .ui import Console
@@ -47,8 +44,21 @@ class Demo:
     servers: dict[tuple[str, str], Server] = field(default_factory=dict)
     capture: Capture | None = None
     brief: bool = False  # after the first step: fold connect/disconnect lines into a count
-    #: other registered implementations (--with): they join step 3, both ways with C
+    #: other registered implementations (--with): they join step 3, both ways with `first`
     extra: tuple[str, ...] = ()
+
+    @property
+    def first(self) -> str:
+        """The registry's first reference implementation (C): steps 1, 6-8 use its server."""
+        return self.backend.registry.reference_names()[0]
+
+    @property
+    def second(self) -> str:
+        """The last reference implementation (Python): step 2, and step 8's client."""
+        return self.backend.registry.reference_names()[-1]
+
+    def title(self, lang: str) -> str:
+        return self.backend.title(lang)
 
     @property
     def key_bytes(self) -> bytes:
@@ -63,7 +73,7 @@ class Demo:
         if (lang, cipher) not in self.servers:
             key = self.noise_key if cipher == "noise" else self.key
             server = self.backend.start_server(lang, cipher, key)
-            self.console.command(server.display, f"{title(lang)} server, started once")
+            self.console.command(server.display, f"{self.title(lang)} server, started once")
             for entry in server.log.settle(0, quiet=0.2):
                 self.console.output(server.label, entry.text)
             self.servers[lang, cipher] = server
@@ -135,46 +145,45 @@ def clients_at_once(demo: Demo, server_lang: str, jobs: list[tuple[str, str]]) -
         results = list(pool.map(demo.backend.run_client, clients))
     demo.server_lines(server, mark, len(jobs))
     for number, ((lang, _message), result) in enumerate(zip(jobs, results, strict=True), 1):
-        demo.show_result(f"{title(lang)} client {number}", result)
+        demo.show_result(f"{demo.title(lang)} client {number}", result)
     acks = sum(
         1
         for r in results
         if r.returncode == 0 and any(s.startswith("[RECV] ACK") for s in r.stdout)
     )
     plain = sum(1 for e in server.log.since(mark) if e.text.startswith("[RECV] Plaintext: "))
-    summary = f"{title(server_lang)} server decrypted {plain}/{len(jobs)} messages; "
+    summary = f"{demo.title(server_lang)} server decrypted {plain}/{len(jobs)} messages; "
     summary += f"{acks}/{len(jobs)} clients got their ACK"
     (demo.console.ok if plain == acks == len(jobs) else demo.console.bad)(summary)
 
 
-def step_c(demo: Demo) -> None:
-    clients_at_once(
-        demo,
-        "c",
-        [("c", "Hello from C"), ("c", "Meet me at the library at 6"), ("c", "café ☕ costs 2 €")],
-    )
+def step_first(demo: Demo) -> None:
+    lang = demo.first
+    messages = (f"Hello from {demo.title(lang)}", "Meet me at the library at 6",
+                "café ☕ costs 2 €")
+    clients_at_once(demo, lang, [(lang, message) for message in messages])
 
 
-def step_python(demo: Demo) -> None:
-    clients_at_once(
-        demo,
-        "python",
-        [("python", "Hello from Python"), ("python", "Lecture moved to room 101"),
-         ("python", "naïve façade")],
-    )
+def step_second(demo: Demo) -> None:
+    lang = demo.second
+    messages = (f"Hello from {demo.title(lang)}", "Lecture moved to room 101", "naïve façade")
+    clients_at_once(demo, lang, [(lang, message) for message in messages])
 
 
 def step_cross(demo: Demo) -> None:
-    demo.console.note("C clients → Python server")
-    clients_at_once(demo, "python", [("c", "C speaks to Python"), ("c", "same frames, same key")])
-    demo.console.note("Python clients → C server")
-    clients_at_once(
-        demo, "c", [("python", "Python speaks to C"), ("python", "one protocol, two languages")]
-    )
+    first, second = demo.first, demo.second
+    one, two = demo.title(first), demo.title(second)
+    demo.console.note(f"{one} clients → {two} server")
+    clients_at_once(demo, second, [(first, f"{one} speaks to {two}"),
+                                   (first, "same frames, same key")])
+    demo.console.note(f"{two} clients → {one} server")
+    clients_at_once(demo, first, [(second, f"{two} speaks to {one}"),
+                                  (second, "one protocol, two languages")])
     for lang in demo.extra:
-        demo.console.note(f"{title(lang)} clients → C server, C clients → {title(lang)} server")
-        clients_at_once(demo, "c", [(lang, f"{title(lang)} speaks to C")])
-        clients_at_once(demo, lang, [("c", f"C speaks to {title(lang)}")])
+        other = demo.title(lang)
+        demo.console.note(f"{other} clients → {one} server, {one} clients → {other} server")
+        clients_at_once(demo, first, [(lang, f"{other} speaks to {one}")])
+        clients_at_once(demo, lang, [(first, f"{one} speaks to {other}")])
 
 
 # -- step 4: modularity ----------------------------------------------------------------------
@@ -242,43 +251,44 @@ def _sub(demo: Demo, text: str) -> None:
 
 def step_errors(demo: Demo) -> None:
     _sub(demo, "invalid arguments → one [ERROR] line, the usage text, exit 2")
+    first, second = demo.backend.impl(demo.first), demo.backend.impl(demo.second)
     bad_args = (
-        ("c", "client", ["127.0.0.1", "not-a-port", "hi"]),
-        ("python", "server", ["--port", "99999"]),
+        (first.name, "client", first.client_args("127.0.0.1", "not-a-port", "hi")),
+        (second.name, "server", second.server_args(99999)),
     )
     with ThreadPoolExecutor(max_workers=len(bad_args)) as pool:
         runs = list(pool.map(lambda job: demo.backend.run_program(*job), bad_args))
     for (lang, role, _args), (display, result) in zip(bad_args, runs, strict=True):
         demo.console.command(display)
-        demo.show_result(f"{title(lang)} {role}", result, usage_lines=False)
+        demo.show_result(f"{demo.title(lang)} {role}", result, usage_lines=False)
 
     _sub(demo, "connection refused → one [ERROR] line, exit 1")
-    refused = demo.backend.refused_target(demo.server("c"))
-    clients = [Client(lang, refused, "anyone there?") for lang in ("c", "python")]
+    refused = demo.backend.refused_target(demo.server(demo.first))
+    clients = [Client(lang, refused, "anyone there?") for lang in (demo.first, demo.second)]
     with ThreadPoolExecutor(max_workers=len(clients)) as pool:
         results = list(pool.map(demo.backend.run_client, clients))
     for client, result in zip(clients, results, strict=True):
         demo.console.command(demo.backend.client_display(client))
-        demo.show_result(f"{title(client.lang)} client", result)
+        demo.show_result(f"{demo.title(client.lang)} client", result)
 
     _sub(demo, "short reads: a raw client writes its frame one byte at a time")
-    for lang in ("c", "python"):
+    for lang in (demo.first, demo.second):
         server = demo.server(lang)
-        message = f"sent byte by byte to {title(lang)}".encode()
+        message = f"sent byte by byte to {demo.title(lang)}".encode()
         mark = server.log.mark()
         outcome = rawclient.send_byte_by_byte(server.host_addr, message, demo.key_bytes)
         demo.console.note(
-            f"raw client → {title(lang)} server: {outcome.writes} writes of 1 byte, "
+            f"raw client → {demo.title(lang)} server: {outcome.writes} writes of 1 byte, "
             f"reply decrypts to {_quote(outcome.reply)}"
         )
         demo.server_lines(server, mark, 1, quiet=0.1)
 
     _sub(demo, "an oversize frame is refused; the other clients carry on")
-    for lang in ("c", "python"):
+    for lang in (demo.first, demo.second):
         server = demo.server(lang)
         client = demo.backend.open_client(Client(lang, server.target))
         demo.console.command(client.display, "stays connected")
-        demo.type_line(f"{title(lang)} client", client, "before the attack")
+        demo.type_line(f"{demo.title(lang)} client", client, "before the attack")
         mark = server.log.mark()
         outcome = rawclient.send_oversize_prefix(server.host_addr, 0x7FFFFFFF)
         demo.console.note(
@@ -287,9 +297,9 @@ def step_errors(demo: Demo) -> None:
         )
         server.log.wait_for(r"Frame too large", since=mark, timeout=5)
         demo.show_lines(server.label, server.log.settle(mark, quiet=0.2))
-        demo.type_line(f"{title(lang)} client", client, "still here after the attack")
+        demo.type_line(f"{demo.title(lang)} client", client, "still here after the attack")
         code = client.close()
-        demo.console.output(f"{title(lang)} client", demo.console.style("dim", f"exit {code}"))
+        demo.console.output(f"{demo.title(lang)} client", demo.console.style("dim", f"exit {code}"))
 
 
 # -- step 6: the wire ---------------------------------------------------------------------------
@@ -299,10 +309,11 @@ def run_capture(
     demo: Demo,
     server: Server,
     messages: tuple[str, ...],
-    lang: str = "python",
+    lang: str | None = None,
     key: str | None = None,
     cipher: str = "xor",
 ) -> Capture:
+    lang = lang or demo.second
     capture = demo.backend.capture(server)
     with capture:
         if getattr(capture, "note", ""):
@@ -311,7 +322,7 @@ def run_capture(
         client = demo.backend.open_client(Client(lang, capture.target, key=key, cipher=cipher))
         demo.console.command(client.display, "one client, " + f"{len(messages)} messages")
         for message in messages:
-            demo.type_line(f"{title(lang)} client", client, message)
+            demo.type_line(f"{demo.title(lang)} client", client, message)
         client.close()
     if demo.save_pcap and capture.pcap_bytes:
         path = demo.save_pcap  # step 6's; step 8's beside it, so that neither overwrites
@@ -367,7 +378,7 @@ def show_frames(demo: Demo, connection: Connection, key: bytes | None, key_name:
 
 
 def step_wire(demo: Demo) -> None:
-    server = demo.server("c")
+    server = demo.server(demo.first)
     capture = run_capture(demo, server, CAPTURE_MESSAGES)
     demo.capture = capture
     connection = main_connection(capture)
@@ -450,7 +461,7 @@ def key_attack(demo: Demo, connection: Connection) -> attack.KeyRecovery:
 def step_attack(demo: Demo) -> None:
     if demo.capture is None:
         demo.console.note("no capture yet: capturing one exchange first")
-        demo.capture = run_capture(demo, demo.server("c"), CAPTURE_MESSAGES)
+        demo.capture = run_capture(demo, demo.server(demo.first), CAPTURE_MESSAGES)
     connection = main_connection(demo.capture)
     result = key_attack(demo, connection)
     if result.key:
@@ -478,7 +489,7 @@ def step_attack(demo: Demo) -> None:
             )
         )
     _sub(demo, "tampering: a man in the middle flips bits without the key")
-    tamper_demo(demo, demo.server("c"), demo.key, "xor")
+    tamper_demo(demo, demo.server(demo.first), demo.key, "xor")
 
 
 def tamper_demo(demo: Demo, server: Server, key: str, cipher: str) -> tuple[RunResult, list[str]]:
@@ -495,7 +506,7 @@ def tamper_demo(demo: Demo, server: Server, key: str, cipher: str) -> tuple[RunR
     mitm = demo.backend.mitm(server, tamper)
     demo.console.command(mitm.display, "the attacker's relay")
     mark = server.log.mark()
-    client = Client("c", mitm.target, FORGE_FROM, key, cipher)
+    client = Client(demo.first, mitm.target, FORGE_FROM, key, cipher)
     demo.console.command(demo.backend.client_display(client))
     result = demo.backend.run_client(client)
     demo.show_lines("mitm", [line for line in mitm.wait() if "Listening" not in line])
@@ -531,12 +542,13 @@ def step_secure(demo: Demo) -> None:
             f"{_quote(demo.noise_key.encode())}"
         )
     try:
-        server = demo.server("c", "noise")
+        server = demo.server(demo.first, "noise")
     except DemoError as exc:
         demo.console.bad(f"Secure mode is unavailable here: {exc}")
         demo.console.note("nothing to show: this step needs servers that support --cipher noise")
         return
-    capture = run_capture(demo, server, CAPTURE_MESSAGES, "python", demo.noise_key, "noise")
+    capture = run_capture(demo, server, CAPTURE_MESSAGES, demo.second, demo.noise_key,
+                          "noise")
     connection = main_connection(capture)
     show_frames(demo, connection, demo.key_bytes, "xor")
     _sub(demo, "the same known-plaintext attack")
@@ -554,18 +566,18 @@ class Step:
 
 STEPS = (
     Step(
-        "C server, three C clients at once",
+        "{first} server, three {first} clients at once",
         "Three clients send different messages at the same time; the server decrypts each.",
-        step_c,
+        step_first,
     ),
     Step(
-        "Python server, three Python clients at once",
-        "The same with the Python programs.",
-        step_python,
+        "{second} server, three {second} clients at once",
+        "The same with the {second} programs.",
+        step_second,
     ),
     Step(
         "Cross-language, both ways",
-        "Same frames, same key: C and Python clients and servers mix freely.",
+        "Same frames, same key: {first} and {second} clients and servers mix freely.",
         step_cross,
     ),
     Step(
@@ -596,12 +608,19 @@ STEPS = (
 )
 
 
+def reference_titles(registry: Registry) -> dict[str, str]:
+    """What {first} and {second} of the steps' titles read: the reference implementations'."""
+    references = registry.references()
+    return {"first": references[0].display, "second": references[-1].display}
+
+
 def run_steps(demo: Demo, selected: list[int]) -> float:
     started = time.monotonic()
     for number in selected:
         step = STEPS[number - 1]
-        demo.console.heading(number, len(STEPS), step.title)
-        demo.console.narrate(step.narration)
+        titles = reference_titles(demo.backend.registry)
+        demo.console.heading(number, len(STEPS), step.title.format(**titles))
+        demo.console.narrate(step.narration.format(**titles))
         demo.console.pause("Enter to run")
         step_started = time.monotonic()
         try:

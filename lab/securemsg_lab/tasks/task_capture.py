@@ -14,8 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..wire import pcap, stream
-from ..wire.protocol import DEFAULT_KEY, ack_text, xor
+from ..wire import pcap
+from ..wire.protocol import DEFAULT_KEY, ack_text, split_frames, xor
 from . import procs
 from .result import Fail
 from .workspace import REPO, Workspace
@@ -41,8 +41,8 @@ def xor_exchanges(data: bytes, key: bytes) -> list[Exchange]:
     """Every connection in which each server frame is the ACK of the client frame before."""
     found = []
     for conn in pcap.reassemble(pcap.parse_segments(data)):
-        ups, _ = stream.split_frames(conn.to_server)
-        downs, _ = stream.split_frames(conn.to_client)
+        ups, _ = split_frames(conn.to_server)
+        downs, _ = split_frames(conn.to_client)
         if not ups or len(downs) < len(ups):
             continue
         messages = [xor(f.payload, key) for f in ups]

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from securemsg.crypto import xor
-from securemsg.session import ack_text
-
-from .stream import looks_like_words
+from .protocol import ack_payload, looks_like_words, xor
 
 
 def keystream(ciphertext: bytes, known_plaintext: bytes) -> bytes:
@@ -92,7 +89,7 @@ MAX_MESSAGE = 1 << 30  # the largest --max-frame (PROTOCOL.md section 5)
 
 def smallest_message_for(keystream_len: int) -> int | None:
     """The smallest message whose ACK reveals `keystream_len` key bytes (None: no ACK can)."""
-    digits = max(1, keystream_len - len(ack_text(0)) + 1)
+    digits = max(1, keystream_len - len(ack_payload(0)) + 1)
     smallest = 10 ** (digits - 1) if digits > 1 else 0
     return smallest if smallest <= MAX_MESSAGE else None
 
@@ -106,7 +103,7 @@ class AckPair:
 
     @property
     def expected_ack(self) -> bytes:
-        return ack_text(len(self.message))
+        return ack_payload(len(self.message))
 
     @property
     def lengths_match(self) -> bool:

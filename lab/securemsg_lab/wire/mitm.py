@@ -16,15 +16,14 @@ import argparse
 import contextlib
 import json
 import socket
-import struct
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .attack import apply_delta
+from .protocol import HEADER_LEN, frame, split_frames
 
-PREFIX_LEN = 4
 BUFFER_LIMIT = 16 * 1024 * 1024  # frames above this are relayed untouched, never buffered
 
 
@@ -50,28 +49,21 @@ class FrameTamperer:
     def feed(self, data: bytes) -> bytes:
         if self.passthrough:
             return data
-        self.buffer += data
+        frames, self.buffer = split_frames(self.buffer + data)
         out = b""
-        while len(self.buffer) >= PREFIX_LEN:
-            (length,) = struct.unpack_from(">I", self.buffer)
-            if length > BUFFER_LIMIT:
-                self.passthrough = True
-                out, self.buffer = out + self.buffer, b""
-                break
-            end = PREFIX_LEN + length
-            if len(self.buffer) < end:
-                break
-            payload = self.buffer[PREFIX_LEN:end]
-            if self.frames_seen == self.tamper.frame_index:
+        for item in frames:
+            payload = item.payload
+            if not self.passthrough and self.frames_seen == self.tamper.frame_index:
                 altered = apply_delta(payload, self.tamper.delta, self.tamper.offset)
                 self.altered.append((payload, altered))
-                payload = altered
-                self.passthrough = True  # one frame only; the rest flows through
+                payload, self.passthrough = altered, True  # one frame only; the rest flows
             self.frames_seen += 1
-            out += self.buffer[:PREFIX_LEN] + payload
-            self.buffer = self.buffer[end:]
-            if self.passthrough:
-                out, self.buffer = out + self.buffer, b""
+            out += frame(payload)
+        header = self.buffer[:HEADER_LEN]
+        if self.passthrough or (len(header) == HEADER_LEN and
+                                int.from_bytes(header, "big") > BUFFER_LIMIT):
+            self.passthrough = True
+            out, self.buffer = out + self.buffer, b""
         return out
 
 

@@ -1,13 +1,16 @@
-"""The harness's own reading of PROTOCOL.md: framing, xor, escaping, expected log lines.
+"""The lab's own reading of PROTOCOL.md: framing, xor, escaping, expected log lines.
 
 Pure functions over bytes (no sockets), written from the specification and not
 shared with the programs under test, so that a mistake in one is caught by the other.
+The one frame encoder (`frame`), stream decoder (`split_frames`) and `xor` of the lab
+and its tests.
 """
 
 from __future__ import annotations
 
 import re
 import struct
+from dataclasses import dataclass
 
 DEFAULT_KEY = b"MY_SECRET_KEY"
 DEFAULT_MAX_FRAME = 1048576
@@ -16,6 +19,7 @@ NOISE_PROLOGUE = b"securemsg-noise-v1"
 NOISE_CHUNK_DATA = 65518  # 65535 - 16 (tag) - 1 (marker)
 NOISE_OVERHEAD = 17  # marker byte + Poly1305 tag per transport frame
 CIPHERS = ("xor", "noise")
+HEADER_LEN = 4
 
 
 def xor(data: bytes, key: bytes) -> bytes:
@@ -33,8 +37,47 @@ def frame(payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + payload
 
 
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a byte stream: where it starts in the stream, and its payload."""
+
+    offset: int
+    payload: bytes
+
+
+def split_frames(stream: bytes) -> tuple[list[Frame], bytes]:
+    """Section 1 read back: the whole frames of one direction's bytes, and the incomplete
+    tail (whatever the length: a capture is shown whatever a server's limit)."""
+    frames: list[Frame] = []
+    offset = 0
+    while len(stream) - offset >= HEADER_LEN:
+        (length,) = struct.unpack_from(">I", stream, offset)
+        end = offset + HEADER_LEN + length
+        if end > len(stream):
+            break
+        frames.append(Frame(offset, stream[offset + HEADER_LEN : end]))
+        offset = end
+    return frames, stream[offset:]
+
+
+def looks_like_words(data: bytes, threshold: float = 0.75) -> bool:
+    """UTF-8 text without control characters, mostly letters, digits and spaces."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in text):
+        return False
+    return not text or sum(ch.isalnum() or ch == " " for ch in text) / len(text) >= threshold
+
+
 def ack_text(length: int) -> str:
     return f"ACK: Received {length} bytes"
+
+
+def ack_payload(length: int) -> bytes:
+    """Section 3: the plaintext of the server's reply to a message of `length` bytes."""
+    return ack_text(length).encode()
 
 
 def noise_wire_bytes(message_length: int) -> int:

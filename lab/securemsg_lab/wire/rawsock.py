@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 from . import protocol
 
+MAX_READ = 1 << 24  # a longer length prefix is garbage, not a frame to wait for
 
-class RawPeerError(Exception):
+
+class RawPeerError(ConnectionError):
     """The server did something the raw peer did not expect."""
 
 
@@ -97,19 +99,10 @@ class RawPeer:
             time.sleep(pause)
 
     def recv_exact(self, count: int) -> bytes:
-        chunks = bytearray()
-        while len(chunks) < count:
-            chunk = self.sock.recv(count - len(chunks))
-            if not chunk:
-                raise RawPeerError(f"connection closed after {len(chunks)} of {count} bytes")
-            chunks += chunk
-        return bytes(chunks)
+        return recv_exact(self.sock, count)
 
     def recv_frame(self) -> bytes:
-        (length,) = struct.unpack(">I", self.recv_exact(4))
-        if length > 1 << 24:
-            raise RawPeerError(f"absurd frame length {length}")
-        return self.recv_exact(length)
+        return read_frame(self.sock)
 
     def recv_message(self, codec: XorCodec | NoiseCodec) -> bytes:
         payloads: list[bytes] = []
@@ -183,17 +176,20 @@ class FakeServer:
 
 
 def read_frame(conn: socket.socket) -> bytes:
-    header = recv_exact(conn, 4)
-    return recv_exact(conn, struct.unpack(">I", header)[0])
+    """One whole frame's payload (section 1); RawPeerError if the peer closes first."""
+    (length,) = struct.unpack(">I", recv_exact(conn, protocol.HEADER_LEN))
+    if length > MAX_READ:
+        raise RawPeerError(f"absurd frame length {length}")
+    return recv_exact(conn, length)
 
 
 def recv_exact(conn: socket.socket, count: int) -> bytes:
-    """Exactly `count` bytes; ConnectionError if the peer closes first."""
+    """Exactly `count` bytes; RawPeerError (a ConnectionError) if the peer closes first."""
     data = bytearray()
     while len(data) < count:
         chunk = conn.recv(count - len(data))
         if not chunk:
-            raise ConnectionError(f"peer closed after {len(data)} of {count} bytes")
+            raise RawPeerError(f"peer closed after {len(data)} of {count} bytes")
         data += chunk
     return bytes(data)
 
