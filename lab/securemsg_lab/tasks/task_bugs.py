@@ -16,10 +16,11 @@ import shlex
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core import loadgen
+from ..core import loadgen, timeouts
 from ..wire.protocol import ack_text
 from . import procs
 from .result import Fail
@@ -42,6 +43,7 @@ MAX_WRITES_PER_ACK = 1.1
 SEND_CALLS = ("write", "writev", "send", "sendto", "sendmsg")
 #: `PID call(FD, ...` -- a whole line, or the first half of one another thread interrupted
 TRACED_CALL = re.compile(r"^(?:\[pid\s+)?\d+\]?\s+(?P<call>\w+)\((?P<fd>\d+)?")
+TRACE_WAIT = 10.0
 ACCEPTED = re.compile(r"^(?:\[pid\s+)?\d+\]?\s+accept4?\(.*\)\s+=\s+(?P<fd>\d+)")
 
 
@@ -163,6 +165,16 @@ def read_trace(path: Path) -> tuple[int, bool]:
     return writes, nodelay
 
 
+def trace_complete(trace: Path, pid: int, timeout: float = TRACE_WAIT) -> None:
+    """Until strace has written the server's exit (its last line), or the deadline."""
+    ended = re.compile(rf"^{pid}\s+\+\+\+ (exited with|killed by)", re.MULTILINE)
+    deadline = time.monotonic() + timeouts.scaled(timeout)
+    while time.monotonic() < deadline:
+        if trace.exists() and ended.search(trace.read_text(errors="replace")):
+            return
+        time.sleep(0.05)
+
+
 def count_writes(work: Path, lang: str) -> WriteCount:
     """The workspace's server under strace, one loadgen connection of a fixed number of
     messages: how many system calls put its ACKs on the wire. A count, not a timing: the
@@ -174,13 +186,16 @@ def count_writes(work: Path, lang: str) -> WriteCount:
     with tempfile.TemporaryDirectory(prefix="handout-") as tmp:
         trace = Path(tmp) / "server.trace"
         calls = ",".join(("accept", "accept4", "setsockopt", *SEND_CALLS))
-        argv = [strace, "-f", "-qq", "-e", f"trace={calls}", "-o", str(trace),
+        # -D: strace runs as a grandchild and the server keeps the launcher's process, so
+        # stopping it stops the server (a stopped strace would leave its tracee running)
+        argv = [strace, "-D", "-f", "-q", "-e", f"trace={calls}", "-o", str(trace),
                 *procs.server_argv(work, lang, [])]
         try:
             with procs.Server(argv) as server:
                 load = loadgen.Load(size=64, messages=TRACED_MESSAGES, seconds=30,
                                     idle_timeout=5)
                 result = loadgen.run(server.port, load)
+            trace_complete(trace, server.proc.popen.pid)
         except procs.ProcessError as exc:
             raise Fail(f"strace could not run your server: {exc}",
                        "strace needs ptrace: in a container, run it with --cap-add "
