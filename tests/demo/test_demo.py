@@ -157,11 +157,19 @@ def test_demo_local_non_default_key(capture: str) -> None:
     assert "Server received: PAY 99 EUR to Bob" in seven
 
 
+#: runs "$@" with SIGINT ignored, as a background job of a script or `nohup` does
+IGNORING_SIGINT = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
+
+
 @pytest.mark.timeout(120)
-def test_demo_ctrl_c_cleans_up() -> None:
+@pytest.mark.parametrize("start", ["default", "sigint-ignored"])
+def test_demo_ctrl_c_cleans_up(start: str) -> None:
+    """SIGINT at a pause: exit 130, every server stopped; also when the demo was started
+    with SIGINT ignored (it installs its own handler)."""
     env = {**os.environ, "NO_COLOR": "1"}
-    demo = Process([sys.executable, *DEMO, "--backend", "local", "--step", "1,2"], stdin=PIPE,
-                   merge=True, env=env, cwd=REPO)
+    wrapper = IGNORING_SIGINT if start == "sigint-ignored" else []
+    demo = Process([*wrapper, sys.executable, *DEMO, "--backend", "local", "--step", "1,2"],
+                   stdin=PIPE, merge=True, env=env, cwd=REPO)
     demo.write(b"\n")  # run step 1, then stop at step 2's pause
     # step 2's prompt (the second one): the demo sits in input() there
     assert demo.out.wait_count(b"[Enter to run] ", 2, timeout=scaled(60)), demo.out.snapshot()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..core import registry
+from ..core import process, registry
 from ..core.loadgen import LoadgenError
 from . import report
 from .builds import BenchError, base_build, make, present, require_tools, this_build
@@ -129,6 +130,7 @@ def write_outputs(doc: Doc, ns: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(sys.argv[1:] if argv is None else argv)
+    process.interrupt_on(signal.SIGTERM)  # as Ctrl-C: the servers are stopped on the way out
     try:
         doc = run(ns)
         print()

@@ -14,13 +14,17 @@ program with both streams followed; `run` runs one to its end. Everything return
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
+import queue
 import re
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -217,6 +221,78 @@ def listening_port(output: Output, what: str, timeout: float) -> int:
     return int(found[0]["port"])
 
 
+#: what a child starts with at their default action, whatever this process inherited: a
+#: background job or `nohup` ignores SIGINT/SIGQUIT/SIGHUP, and exec keeps ignored signals
+DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM)
+#: what a child gets when the process that started it dies, whatever way (prctl(2))
+PARENT_DEATH_SIGNAL = signal.SIGTERM
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _child_setup(parent: int) -> None:
+    """In the child between fork and exec: default signal dispositions, nothing blocked,
+    and PARENT_DEATH_SIGNAL once `parent` is gone (checked after: it may be already)."""
+    for signum in DEFAULT_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    _libc.prctl(_PR_SET_PDEATHSIG, int(PARENT_DEATH_SIGNAL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+class _Spawner:
+    """Starts every child from one thread that lives as long as this process: the kernel
+    sends the parent-death signal when the *thread* that forked a child ends, and callers
+    (the matrix's cell pool, a step of the demo) are threads that come and go."""
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[Future, list[str], dict]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def popen(self, argv: list[str], **options: object) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():  # first, or forked
+                self._thread = threading.Thread(target=self._serve, name="launcher",
+                                                daemon=True)
+                self._thread.start()
+        done: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((done, argv, options))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            done, argv, options = self._requests.get()
+            setup = functools.partial(_child_setup, os.getpid())
+            try:
+                done.set_result(subprocess.Popen(argv, preexec_fn=setup, **options))
+            except (OSError, ValueError, TypeError, subprocess.SubprocessError) as error:
+                done.set_exception(error)  # raised in the caller's thread
+
+
+_spawner = _Spawner()
+
+
+def launch(argv: list[str], **options: object) -> subprocess.Popen[bytes]:
+    """subprocess.Popen(argv, **options) for every program the lab starts: default signal
+    dispositions, and it dies with this process (DEFAULT_SIGNALS, PARENT_DEATH_SIGNAL)."""
+    return _spawner.popen(list(argv), **options)
+
+
+def interrupt_on(*signums: int) -> None:
+    """For a lab program's main: SIGINT and `signums` raise KeyboardInterrupt, its one
+    cleanup path. Installed, not assumed: Python sets up its SIGINT handler only when it
+    starts with the default action, and a background job or `nohup` starts it ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in signums:
+        signal.signal(signum, _raise_interrupt)
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def program_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The programs' environment: no developer SECUREMSG_KEY, no colour, unbuffered."""
     env = {key: value for key, value in os.environ.items() if key != "SECUREMSG_KEY"}
@@ -243,7 +319,7 @@ class Process:
         with contextlib.ExitStack() as files:
             out, err = (files.enter_context(path.open("ab")) for path in log_files) \
                 if log_files else (subprocess.PIPE, subprocess.STDOUT if merge else subprocess.PIPE)
-            self.popen = subprocess.Popen(
+            self.popen = launch(
                 self.argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=out, stderr=err, env=program_env() if env is None else dict(env),
                 cwd=cwd, start_new_session=new_session,  # a terminal's Ctrl-C does not reach it
@@ -351,7 +427,7 @@ def run(argv: list[str], *, role: str = "program", stdin: bytes | None = None,
         cwd: Path | str | None = None, merge: bool = False) -> ProcResult:
     """Run a program to its end (killed after `timeout`, then `timed_out` is set)."""
     started = time.monotonic()
-    popen = subprocess.Popen(
+    popen = launch(
         argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else subprocess.PIPE,
         env=program_env() if env is None else dict(env), cwd=cwd,

@@ -8,9 +8,8 @@ import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 
-from ..core import registry
+from ..core import process, registry
 from ..core.docker import engine_answers
 from ..wire.protocol import DEFAULT_KEY
 from .backends import Backend
@@ -131,10 +130,6 @@ def docker_backend(
     return backend
 
 
-def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.key:
@@ -154,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     console = Console(pause=not args.no_pause)
     janitor = Janitor()
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _raise_interrupt)
+    process.interrupt_on(signal.SIGTERM, signal.SIGHUP)
     started = time.monotonic()
     status = 0
     try:

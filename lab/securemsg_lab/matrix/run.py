@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..core import process
 from ..core import registry as registry_module
 from ..core.backend import BackendUnavailable
 from ..core.registry import Registry, RegistryError
@@ -117,12 +118,8 @@ def progress(outcome: CellOutcome) -> None:
     print(f"  {mark} {outcome.spec.cell_id} ({outcome.duration:.1f} s)", flush=True)
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the backend removes what it made
+    process.interrupt_on(signal.SIGTERM)  # as Ctrl-C: the backend removes what it made
     try:
         registry = load_registry(argv)
     except RegistryError as error:

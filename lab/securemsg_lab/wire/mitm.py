@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import socket
 import sys
 import threading
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     tamper = Tamper(bytes.fromhex(args.delta), args.offset, args.frame_index)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started ignored
     proxy = MitmProxy(args.upstream, tamper, args.listen, log).start()
     log(f"[MITM] Listening on {proxy.address[0]}:{proxy.address[1]}")
     try:
