@@ -134,7 +134,8 @@ def _local_program(words: tuple[str, ...], root: Path) -> tuple[str, ...]:
 
 #: the keys from_toml reads; any other table (e.g. [bench]) is kept in `extra` for the
 #: lab tool it belongs to
-_PARSED = frozenset({"name", "argv", "features", "description", "local", "docker"})
+_PARSED = frozenset({"name", "title", "reference", "argv", "features", "description", "local",
+                     "docker"})
 
 
 def from_toml(path: Path) -> Implementation:
