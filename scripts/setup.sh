@@ -8,7 +8,8 @@
 #      strace for the handout's task 7 check (it counts a server's writes per ACK).
 #   2. The project's virtual environment .venv, made from the distribution's python3
 #      (Debian 12 / Ubuntu 24.04 mark it externally managed, PEP 668, so pip never
-#      touches it), with this project installed editable and its dev extras.
+#      touches it), with the programs (python/) and the lab (.) installed editable, and
+#      the dev extras.
 #   3. Compose v2 (`docker compose`) when only docker-compose 1.29 is there.
 # Safe to run again: a quick no-op when all is in place.
 #
@@ -55,10 +56,11 @@ venv_python() {
     fi
 }
 
-# The stamp records what the venv was installed from: pyproject.toml's hash and the base
+# The stamp records what the venv was installed from: the two pyproject.toml's hash and the base
 # interpreter. Same stamp and a working interpreter: nothing to do.
 wanted_stamp() {
-    printf '%s %s\n' "$(sha256sum pyproject.toml | cut -d' ' -f1)" "$(venv_python)"
+    printf '%s %s\n' "$(cat pyproject.toml python/pyproject.toml | sha256sum | cut -d' ' -f1)" \
+        "$(venv_python)"
 }
 
 make_venv() {
@@ -72,8 +74,10 @@ make_venv() {
     if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(wanted_stamp)" ]; then
         return 0
     fi
-    log "installing the project and its dev tools into $VENV (pip install -e '.[dev]')"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+    log "installing the programs, the lab and the dev tools into $VENV" \
+        "(pip install -e './python[noise]' -e '.[dev]')"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        -e './python[noise]' -e '.[dev]'
     wanted_stamp >"$STAMP"
 }
 

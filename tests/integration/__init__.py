@@ -1,4 +1,4 @@
 """Docker tests: the interop matrix (securemsg_lab.matrix) on the Docker backend, and compose.
 
-`python -m tests.integration` is the matrix runner, as `securemsg-matrix`.
+Run as `.venv/bin/pytest tests/integration`; the same matrix as a command is `securemsg-matrix`.
 """

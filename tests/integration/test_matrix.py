@@ -1,7 +1,7 @@
 """The interop matrix on Docker: client x server x case x cipher, one test per cell.
 
 Ids read `client-server-case-cipher`, e.g. `c-python-single_message-xor`. Select with
--k as usual; the selected cells run in parallel on first use (see pytest_matrix.py).
+-k as usual; the selected cells run in parallel on first use (securemsg_lab.matrix.pytest_plugin).
 Without a Docker engine the tests skip, unless REQUIRE_DOCKER=1 (then they fail).
 """
 

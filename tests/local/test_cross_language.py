@@ -1,6 +1,6 @@
 """Cross-language tests with local processes on 127.0.0.1 (no Docker needed).
 
-The same case catalogue as the Docker matrix (tests/integration/cases.py), with the
+The same case catalogue as the Docker matrix (securemsg_lab.matrix.cases), with the
 local backend: c/server and c/client (built with `make -C c`), python/server.py and
 python/client.py, servers on port 0, 50 concurrent clients. Ids: client-server-case-cipher.
 """

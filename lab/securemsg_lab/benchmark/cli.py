@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..core import process, registry
+from ..core import paths, process, registry
 from ..core.loadgen import LoadgenError
 from . import report
 from .builds import BenchError, base_build, make, present, require_tools, this_build
@@ -129,6 +129,9 @@ def write_outputs(doc: Doc, ns: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if problem := paths.outside_checkout():
+        print(problem, file=sys.stderr)
+        return 2
     ns = parse_args(sys.argv[1:] if argv is None else argv)
     process.interrupt_on(signal.SIGTERM)  # as Ctrl-C: the servers are stopped on the way out
     try:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..core import process, registry
+from ..core import paths, process, registry
 from ..core.docker import engine_answers
 from ..wire.protocol import DEFAULT_KEY
 from .backends import Backend
@@ -131,6 +131,9 @@ def docker_backend(
 
 
 def main(argv: list[str] | None = None) -> int:
+    if problem := paths.outside_checkout():
+        print(problem, file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     if not args.key:
         print("securemsg-demo: the key must not be empty", file=sys.stderr)

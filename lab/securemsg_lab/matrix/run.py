@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..core import process
+from ..core import paths, process
 from ..core import registry as registry_module
 from ..core.backend import BackendUnavailable
 from ..core.registry import Registry, RegistryError
@@ -119,6 +119,9 @@ def progress(outcome: CellOutcome) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if problem := paths.outside_checkout():
+        print(problem, file=sys.stderr)
+        return 2
     process.interrupt_on(signal.SIGTERM)  # as Ctrl-C: the backend removes what it made
     try:
         registry = load_registry(argv)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ..core import paths
 from . import procs
 from .classcheck import check_class
 from .result import Fail, Result
@@ -80,6 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if problem := paths.outside_checkout():
+        print(problem, file=sys.stderr)
+        return 2
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["mitm"]:  # the relay's own options, untouched
         from ..wire import mitm
