@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(gcc make libc6-dev pkg-config libsodium-dev libjansson-dev python3 python3-venv
               mmdebstrap docker-registry tcpdump tshark patch strace
+              chromium   # headless: the HTML reports are tested in a real browser (tests/report)
               clang libclang-rt-dev)  # clang + its runtime: libFuzzer targets (make -C c fuzz)
 readonly VENV=.venv
 readonly STAMP="$VENV/.securemsg-installed"

@@ -242,7 +242,8 @@ def failure_report(outcomes: list[CellOutcome], backend: str) -> str:
     return "\n".join(lines)
 
 
-def write_results_json(path: Path, outcomes: list[CellOutcome], meta: dict[str, object]) -> None:
+def results_cells(outcomes: list[CellOutcome], backend: str) -> list[dict]:
+    """results.json's cells: the outcome, its spec's fields, its id and rerun command."""
     cells = []
     for outcome in outcomes:
         entry = asdict(outcome)
@@ -250,7 +251,13 @@ def write_results_json(path: Path, outcomes: list[CellOutcome], meta: dict[str, 
         del entry["spec"]
         entry["id"] = outcome.spec.cell_id
         entry["duration"] = round(outcome.duration, 3)
+        entry["rerun"] = outcome.spec.rerun_command(backend)
         cells.append(entry)
+    return cells
+
+
+def write_results_json(path: Path, outcomes: list[CellOutcome], meta: dict[str, object]) -> None:
+    cells = results_cells(outcomes, str(meta.get("backend", "local")))
     summary = {status: sum(1 for o in outcomes if o.status == status) for status in STATES}
     path.write_text(json.dumps({**meta, "summary": summary, "cells": cells}, indent=1,
                                ensure_ascii=False))

@@ -25,6 +25,7 @@ from ..core import paths, process
 from ..core import registry as registry_module
 from ..core.backend import BackendUnavailable
 from ..core.registry import Registry, RegistryError
+from ..report import html
 from ..wire import protocol
 from .cases import CASES
 from .cells import (
@@ -36,6 +37,7 @@ from .cells import (
     implementations,
     make_backend,
     matrix_table,
+    results_cells,
     run_cells,
     write_junit,
     write_results_json,
@@ -168,17 +170,19 @@ def report(outcomes: list[CellOutcome], backend: str, results: Path, elapsed: fl
     if failures:
         print()
         print(failures)
-    write_results_json(results / "results.json", outcomes, {
-        "backend": backend, "wall_seconds": round(elapsed, 2),
-        "argv": sys.argv[1:], "cwd": str(Path.cwd()),
-    })
+    meta = {"backend": backend, "wall_seconds": round(elapsed, 2),
+            "argv": sys.argv[1:], "cwd": str(Path.cwd()), **html.run_metadata()}
+    write_results_json(results / "results.json", outcomes, meta)
     write_junit(results / "junit.xml", outcomes, backend, elapsed)
+    page = html.write(results / "index.html", "securemsg interop matrix", meta,
+                      html.matrix_body(results_cells(outcomes, backend), results))
     counts = {status: sum(1 for o in outcomes if o.status == status)
               for status in (PASSED, UNSUPPORTED)}
     failed = len(outcomes) - counts[PASSED] - counts[UNSUPPORTED]
     print(f"\n{counts[PASSED]}/{len(outcomes)} cells passed, {failed} failed, "
           f"{counts[UNSUPPORTED]} unsupported in {elapsed:.1f} s ({backend} backend); "
           f"results: {results / 'results.json'}, {results / 'junit.xml'}")
+    print(f"report: {page.resolve()}")
     return 1 if failed else 0
 
 
