@@ -24,33 +24,19 @@ BUGS: dict[str, tuple[str, str, str]] = {
             return
 """),
     "little-endian": ("securemsg/framing.py", 'struct.Struct(">I")', 'struct.Struct("<I")'),
-    "key-index": ("securemsg/crypto.py", """    __slots__ = ("_key",)
-
-    def __init__(self, key: bytes) -> None:
-        if not key:
-            raise ValueError("empty xor key")
-        self._key = bytes(key)
-
-    def apply(self, data: bytes) -> bytes:
-        \"\"\"Encrypt or decrypt ``data`` (the same operation).\"\"\"
-        return crypto_fast.xor(data, self._key)""", """    __slots__ = ("_key", "_at")
-
-    def __init__(self, key: bytes) -> None:
-        if not key:
-            raise ValueError("empty xor key")
-        self._key = bytes(key)
-        self._at = 0  # planted bug: the key index runs on across frames
-
-    def apply(self, data: bytes) -> bytes:
-        start = self._at % len(self._key)
-        self._at += len(data)
-        return crypto_fast.xor(data, self._key[start:] + self._key[:start])"""),
-    "hang-after-3": ("securemsg/server.py", """    def _accept_one(self) -> None:
-        try:""", """    def _accept_one(self) -> None:
-        self.accepted = getattr(self, "accepted", 0) + 1
-        if self.accepted > 3:  # planted bug: the fourth client hangs the server
-            time.sleep(3600)
-        try:"""),
+    "key-index": ("securemsg/crypto.py", "        return self._stream.apply(data)", """\
+        at = globals().get("AT", 0)  # planted bug: the key index runs on across frames
+        globals()["AT"] = at + len(data)
+        key = self._stream._key
+        start = at % len(key)
+        return crypto_fast.xor(data, key[start:] + key[:start])"""),
+    "hang-after-3": ("securemsg/server.py", "            sock, address = self.listener.accept()\n",
+                     """\
+            sock, address = self.listener.accept()
+            self.accepted = getattr(self, "accepted", 0) + 1
+            if self.accepted > 3:  # planted bug: the fourth client hangs the server
+                time.sleep(3600)
+"""),
     "no-sigterm": ("securemsg/server.py", "SIGNALS = (signal.SIGINT, signal.SIGTERM)",
                    "SIGNALS = (signal.SIGINT,)  # planted bug: SIGTERM kills it, no shutdown"),
     "no-ack-read": ("securemsg/client.py", """        event = self._next_event(handshake=False)
