@@ -38,6 +38,8 @@ from pathlib import Path
 import pytest
 from securemsg_lab.core import process, registry, timeouts
 from securemsg_lab.core.paths import REPO
+from securemsg_lab.wire.protocol import ack_payload, frame, xor
+from securemsg_lab.wire.rawsock import RawPeerError, drain, read_frame
 
 from .invocations import ANY, ROWS, Row
 
@@ -77,47 +79,28 @@ class Outcome:
 # --- fake peers for the client rows -----------------------------------------------------
 
 
-def _xor(data: bytes, key: bytes) -> bytes:
-    return bytes(byte ^ key[i % len(key)] for i, byte in enumerate(data))
-
-
-def _frame(payload: bytes) -> bytes:
-    return len(payload).to_bytes(4, "big") + payload
-
-
-def _read_exact(conn: socket.socket, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def _read_frame(conn: socket.socket) -> bytes | None:
-    head = _read_exact(conn, 4)
-    return None if head is None else _read_exact(conn, int.from_bytes(head, "big"))
-
-
 def _answer(kind: str, key: bytes) -> Callable[[socket.socket], None]:
     """What a peer of ``kind`` does with one accepted connection."""
 
     def ack(conn: socket.socket) -> None:
-        while (payload := _read_frame(conn)) is not None:
-            conn.sendall(_frame(_xor(f"ACK: Received {len(payload)} bytes".encode(), key)))
+        with contextlib.suppress(RawPeerError):  # until the client closes
+            while True:
+                payload = read_frame(conn)
+                conn.sendall(frame(xor(ack_payload(len(payload)), key)))
 
     def once(conn: socket.socket) -> None:
-        if _read_frame(conn) is None:
+        try:
+            read_frame(conn)
+        except RawPeerError:
             return
         if kind == "reset":  # close with an RST instead of a FIN
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         elif kind == "garbage":
-            conn.sendall(_frame(_xor(b"ACK: Received 3 bytes\x1b[2J", key)))
-            _read_exact(conn, 1)  # until the client closes
+            conn.sendall(frame(xor(b"ACK: Received 3 bytes\x1b[2J", key)))
+            drain(conn)  # until the client closes
         elif kind == "huge":
             conn.sendall(b"\x7f\xff\xff\xff")
-            _read_exact(conn, 1)
+            drain(conn)
 
     return ack if kind == "ack" else once
 

@@ -25,8 +25,9 @@ import pytest
 from noise.connection import NoiseConnection
 from securemsg_lab.core import process, registry, timeouts
 from securemsg_lab.core.paths import REPO as ROOT
+from securemsg_lab.wire import protocol
 from securemsg_lab.wire.pcap import TCP_FIN, TCP_RST, PcapError, Segment, parse_segments
-from securemsg_lab.wire.rawsock import recv_exact
+from securemsg_lab.wire.protocol import frame
 
 from tests.support import needs
 
@@ -177,8 +178,8 @@ def tshark_columns(tshark: str, pcap: Path, *options: str) -> list[tuple[int, st
 
 def by_stream(frames: list[Frame]) -> dict[int, list[Frame]]:
     streams: dict[int, list[Frame]] = {}
-    for frame in frames:
-        streams.setdefault(frame.stream, []).append(frame)
+    for item in frames:
+        streams.setdefault(item.stream, []).append(item)
     return streams
 
 
@@ -240,12 +241,8 @@ def write_pcap(path: Path, connections: list[SyntheticTcp]) -> Path:
     return path
 
 
-def frame(payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + payload
-
-
 def xor(data: bytes, key: bytes = DEFAULT_KEY) -> bytes:
-    return bytes(b ^ key[i % len(key)] for i, b in enumerate(data))
+    return protocol.xor(data, key)
 
 
 def ack_text(length: int) -> bytes:
@@ -370,11 +367,6 @@ def connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=15)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-def recv_frame(sock: socket.socket) -> bytes:
-    (length,) = struct.unpack(">I", recv_exact(sock, 4))
-    return recv_exact(sock, length)
 
 
 def send_in_pieces(sock: socket.socket, data: bytes, cuts: list[int]) -> None:

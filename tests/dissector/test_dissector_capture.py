@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from securemsg_lab.core import process, timeouts
+from securemsg_lab.wire.rawsock import read_frame as recv_frame
 
 from .dissector_support import (
     Frame,
@@ -29,7 +30,6 @@ from .dissector_support import (
     client_argv,
     connect,
     frame,
-    recv_frame,
     run_client,
     run_tshark,
     send_in_pieces,

@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from securemsg_lab.wire.protocol import frame, xor
+from securemsg_lab.wire.rawsock import read_frame
 
 from .compose_support import COMPOSE_FILE, COMPOSE_TOOLS, ROOT, must, run, unavailable
 
@@ -315,29 +316,14 @@ def test_xor_server_logs_show_every_pair(lab: Lab, server: str) -> None:
     assert len(acks) == len(connected) == len(gone) == len(sent), log.stdout
 
 
-def xor(data: bytes, key: bytes) -> bytes:
-    return bytes(b ^ key[i % len(key)] for i, b in enumerate(data))
-
-
-def recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        assert chunk, f"connection closed after {len(data)} of {size} bytes"
-        data += chunk
-    return data
-
-
 @pytest.mark.parametrize("server", list(XOR_SERVERS))
 def test_published_xor_port_uses_the_configured_key(lab: Lab, server: str) -> None:
     key = lab.env["SECUREMSG_KEY"].encode()
     message = f"host to {server}".encode()
     port = lab.host_port(server)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(struct.pack(">I", len(message)) + xor(message, key))
-        (length,) = struct.unpack(">I", recv_exactly(sock, 4))
-        assert length < 1024
-        ack = xor(recv_exactly(sock, length), key)
+        sock.sendall(frame(xor(message, key)))
+        ack = xor(read_frame(sock), key)
     assert ack == f"ACK: Received {len(message)} bytes".encode()
 
 
@@ -386,9 +372,8 @@ def test_capture_profile_sees_the_frames(lab: Lab) -> None:
     key = lab.env["SECUREMSG_KEY"].encode()
     message = b"seen on the wire"
     with socket.create_connection(("127.0.0.1", lab.host_port("server-c")), timeout=10) as sock:
-        sock.sendall(struct.pack(">I", len(message)) + xor(message, key))
-        (length,) = struct.unpack(">I", recv_exactly(sock, 4))
-        recv_exactly(sock, length)
+        sock.sendall(frame(xor(message, key)))
+        read_frame(sock)
     # The frame is one TCP segment: 4 length bytes + the payload.
     wanted = f"length {4 + len(message)}"
     captured: list[str] = []

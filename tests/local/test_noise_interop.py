@@ -18,7 +18,6 @@ import json
 import os
 import re
 import socket
-import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +31,8 @@ from securemsg_lab.core import registry
 from securemsg_lab.core.process import Output, Process, ProcResult
 from securemsg_lab.core.process import run as run_program
 from securemsg_lab.core.timeouts import scaled
-from securemsg_lab.wire.rawsock import recv_exact
+from securemsg_lab.wire.protocol import frame
+from securemsg_lab.wire.rawsock import read_frame as recv_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
@@ -54,12 +54,7 @@ PeerError = (OSError, InvalidTag, NoiseHandshakeError, NoiseInvalidMessage)
 
 
 def send_frame(sock: socket.socket, payload: bytes) -> None:
-    sock.sendall(struct.pack(">I", len(payload)) + payload)
-
-
-def recv_frame(sock: socket.socket) -> bytes:
-    (length,) = struct.unpack(">I", recv_exact(sock, 4))
-    return recv_exact(sock, length)
+    sock.sendall(frame(payload))
 
 
 def closed_by_peer(sock: socket.socket) -> bool:

@@ -13,8 +13,9 @@ from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.framing import FrameDecoder, encode_frame
 from securemsg.log import Logger
 from securemsg.server import SecureMsgServer
+from securemsg_lab.wire.rawsock import read_frame
 
-from tests.support.unit_support import Capture, connect, recv_frame, running_server, wait_closed
+from tests.support.unit_support import Capture, connect, running_server, wait_closed
 
 XOR = XorCipher(DEFAULT_KEY)
 
@@ -28,7 +29,7 @@ def peer_of(sock: socket.socket) -> str:
 
 def send_message(sock: socket.socket, message: bytes) -> bytes:
     sock.sendall(encode_frame(XOR.apply(message)))
-    return XOR.apply(recv_frame(sock))
+    return XOR.apply(read_frame(sock))
 
 
 def ended_lines(capture: Capture, peer: str, error: str) -> None:
@@ -74,7 +75,7 @@ def test_the_frame_deadline_grows_with_the_announced_length() -> None:
             sock.sendall(encode_frame(payload)[:50])
             time.sleep(1.5)  # past --frame-timeout alone
             sock.sendall(encode_frame(payload)[50:])
-            assert XOR.apply(recv_frame(sock)) == b"ACK: Received 150 bytes"
+            assert XOR.apply(read_frame(sock)) == b"ACK: Received 150 bytes"
         capture.wait_line("[SEND] ACK sent to client")
         assert capture.errors() == []
 
@@ -97,7 +98,7 @@ def test_idle_timeout_counts_between_frames_only() -> None:
             sock.sendall(frame[:6])
             time.sleep(1.5)  # longer than the idle timeout, inside the frame deadline
             sock.sendall(frame[6:])
-            assert XOR.apply(recv_frame(sock)) == b"ACK: Received 15 bytes"
+            assert XOR.apply(read_frame(sock)) == b"ACK: Received 15 bytes"
             assert wait_closed(sock)  # then idle between frames: 1 s
         ended_lines(capture, peer, f"[ERROR] Idle timeout for {peer} after 1 s")
 
@@ -161,7 +162,7 @@ def test_a_client_inside_a_frame_is_never_evicted() -> None:
                 assert send_message(third, b"x") == b"ACK: Received 1 bytes"
                 assert wait_closed(idle)
             mid_frame.sendall(frame[5:])
-            assert XOR.apply(recv_frame(mid_frame)) == b"ACK: Received 4 bytes"
+            assert XOR.apply(read_frame(mid_frame)) == b"ACK: Received 4 bytes"
         assert any(line.startswith(f"[INFO] Evicted {idle_peer}: ") for line in capture.lines())
 
 
@@ -209,7 +210,7 @@ def test_shutdown_finishes_the_frame_in_progress_then_closes_cleanly() -> None:
         served.capture.wait_for(lambda: any(c.busy for c in served.server._clients))
         served.stop()
         sock.sendall(frame[7:])
-        assert XOR.apply(recv_frame(sock)) == b"ACK: Received 9 bytes"
+        assert XOR.apply(read_frame(sock)) == b"ACK: Received 9 bytes"
         assert sock.recv(100) == b""  # a FIN, not a reset
         try:  # the server reads and discards until our EOF: a late frame gets no reset
             sock.sendall(encode_frame(XOR.apply(b"too late")))

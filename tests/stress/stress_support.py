@@ -25,8 +25,9 @@ from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.framing import encode_frame
 from securemsg_lab.core import loadgen, process, registry, timeouts
 from securemsg_lab.core.loadgen import Load
+from securemsg_lab.wire.rawsock import recv_exact
 
-from tests.support.unit_support import connect, recv_exactly
+from tests.support.unit_support import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -338,8 +339,8 @@ def real_clients(port: int, seconds: float, clients: int = 1_000_000) -> dict[st
 def exchange(sock: socket.socket, message: bytes) -> None:
     """Send one xor message and check its ACK (raises on anything else)."""
     sock.sendall(encode_frame(XOR.apply(message)))
-    length = int.from_bytes(recv_exactly(sock, 4), "big")
-    ack = XOR.apply(recv_exactly(sock, length))
+    length = int.from_bytes(recv_exact(sock, 4), "big")
+    ack = XOR.apply(recv_exact(sock, length))
     expected = b"ACK: Received %d bytes" % len(message)
     if ack != expected:
         raise AssertionError(f"ACK {ack!r}, expected {expected!r}")

@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from securemsg_lab.wire.rawsock import RawPeerError
 
 from .stress_support import connect, exchange, scaled
 
@@ -32,7 +33,7 @@ class LoopingClient:
                     text = f"c{self.number} m{i}"
                     exchange(sock, text.encode())
                     self.acked.append(text)
-        except EOFError:
+        except RawPeerError:
             self.outcome = "closed"  # the server's FIN while we waited for an ACK
         except (ConnectionResetError, BrokenPipeError):
             self.outcome = "reset"

@@ -72,21 +72,6 @@ def connect(port: int, timeout: float = 10.0) -> socket.socket:
     return sock
 
 
-def recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError(f"closed after {len(data)} of {size} bytes")
-        data += chunk
-    return data
-
-
-def recv_frame(sock: socket.socket) -> bytes:
-    length = int.from_bytes(recv_exactly(sock, 4), "big")
-    return recv_exactly(sock, length)
-
-
 def wait_closed(sock: socket.socket) -> bool:
     """True when the peer closed (EOF or reset) within the socket's timeout."""
     try:

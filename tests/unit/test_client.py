@@ -15,8 +15,9 @@ from securemsg.config import parse_client_args
 from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.framing import encode_frame
 from securemsg.log import Logger
+from securemsg_lab.wire.rawsock import read_frame
 
-from tests.support.unit_support import Capture, recv_frame, running_server
+from tests.support.unit_support import Capture, running_server
 
 XOR = XorCipher(DEFAULT_KEY)
 
@@ -96,7 +97,7 @@ def test_message_too_large_is_not_sent() -> None:
 
 def answer_with(ack: bytes) -> Callable[[socket.socket], None]:
     def behaviour(conn: socket.socket) -> None:
-        recv_frame(conn)
+        read_frame(conn)
         conn.sendall(ack)
 
     return behaviour
@@ -120,7 +121,7 @@ def test_malformed_ack(reply: bytes, shown: str) -> None:
 
 
 def test_closed_before_the_ack() -> None:
-    with fake_server(lambda conn: recv_frame(conn)) as port:
+    with fake_server(lambda conn: read_frame(conn)) as port:
         status, capture = run_client("127.0.0.1", str(port), "Hi")
     assert status == 1
     assert capture.errors() == [f"[ERROR] Connection to 127.0.0.1:{port} closed before the ACK"]

@@ -10,11 +10,10 @@ import pytest
 from securemsg.crypto import DEFAULT_KEY, XorCipher
 from securemsg.framing import encode_frame
 from securemsg.session import HandshakeComplete, NoiseSession
+from securemsg_lab.wire.rawsock import read_frame, recv_exact
 
 from tests.support.unit_support import (
     connect,
-    recv_exactly,
-    recv_frame,
     running_server,
     wait_closed,
 )
@@ -26,7 +25,7 @@ pytestmark = [pytest.mark.usefixtures("no_key_env"), pytest.mark.timeout(60)]
 
 def send_message(sock: socket.socket, message: bytes) -> bytes:
     sock.sendall(encode_frame(XOR.apply(message)))
-    return XOR.apply(recv_frame(sock))
+    return XOR.apply(read_frame(sock))
 
 
 def peer_of(sock: socket.socket) -> str:
@@ -55,15 +54,15 @@ def test_frame_written_one_byte_at_a_time() -> None:
         for byte in encode_frame(XOR.apply(b"slow")):
             sock.sendall(bytes([byte]))
             time.sleep(0.001)
-        assert XOR.apply(recv_frame(sock)) == b"ACK: Received 4 bytes"
+        assert XOR.apply(read_frame(sock)) == b"ACK: Received 4 bytes"
         capture.wait_line("[RECV] Plaintext: slow")
 
 
 def test_two_frames_in_one_write_and_an_empty_one() -> None:
     with running_server() as (server, capture), connect(server.server_address[1]) as sock:
         sock.sendall(encode_frame(XOR.apply(b"one")) + encode_frame(b""))
-        assert XOR.apply(recv_frame(sock)) == b"ACK: Received 3 bytes"
-        assert XOR.apply(recv_frame(sock)) == b"ACK: Received 0 bytes"
+        assert XOR.apply(read_frame(sock)) == b"ACK: Received 3 bytes"
+        assert XOR.apply(read_frame(sock)) == b"ACK: Received 0 bytes"
         capture.wait_line("[RECV] Plaintext: ")
 
 
@@ -114,7 +113,7 @@ def test_max_clients_refuses_the_next_one_when_none_is_idle_or_slow() -> None:
                 assert wait_closed(second)
             capture.wait_line(f"[ERROR] Client refused: {peer}: too many clients (limit 1)")
             first.sendall(encode_frame(XOR.apply(b"still served"))[2:])
-            assert XOR.apply(recv_frame(first)) == b"ACK: Received 12 bytes"
+            assert XOR.apply(read_frame(first)) == b"ACK: Received 12 bytes"
         assert not any(peer in line for line in capture.lines())
         # The slot is free again once the first client left.
         capture.wait_for(lambda: any("disconnected" in line for line in capture.lines()))
@@ -329,7 +328,7 @@ def test_noise_conversation(tmp_path) -> None:
         peer = peer_of(sock)
         session = NoiseSession(PSK, True, 1 << 20)
         sock.sendall(session.initial_bytes())
-        session.feed(recv_exactly(sock, 52))
+        session.feed(recv_exact(sock, 52))
         assert isinstance(session.next_event(), HandshakeComplete)
         wire, _ = session.encode_message(b"secret " * 20000)
         sock.sendall(wire)
