@@ -1,6 +1,7 @@
 /* framing.c - length-prefixed frames as a byte-fed state machine. */
 #include "framing.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,18 +58,83 @@ static framing_status check_length(framing_decoder *d)
     return FRAMING_NEED_MORE;
 }
 
-static int reserve_body(framing_decoder *d)
+size_t framing_grow_size(size_t cap, size_t need, size_t limit)
 {
-    uint8_t *grown;
+    size_t want;
 
-    if (d->body_cap >= d->length)
-        return 0;
-    grown = realloc(d->body, d->length);
+    if (need <= cap)
+        return cap;
+    want = cap > limit / 2 ? limit : cap * 2;
+    return want > need ? want : need;
+}
+
+/* Moves the body to a block of cap bytes; the old one is wiped (the bytes
+ * written to it only) before it is freed: it may hold plaintext. */
+static int move_body(framing_decoder *d, size_t cap)
+{
+    uint8_t *grown = malloc(cap);
+
     if (grown == NULL)
         return -1;
+    if (d->body != NULL) {
+        if (d->body_have > 0)
+            memcpy(grown, d->body, d->body_have);
+        sodium_memzero(d->body, d->body_dirty);
+        free(d->body);
+    }
     d->body = grown;
-    d->body_cap = d->length;
+    d->body_cap = cap;
+    d->body_dirty = d->body_have;
     return 0;
+}
+
+int framing_decoder_reserve(framing_decoder *d, size_t len)
+{
+    size_t limit = d->header_have == FRAMING_HEADER_LEN ? d->length : d->max_len;
+
+    if (len > limit)
+        len = limit;
+    if (len <= d->body_cap)
+        return 0;
+    return move_body(d, framing_grow_size(d->body_cap, len, limit));
+}
+
+uint8_t *framing_decoder_scratch(framing_decoder *d, size_t len)
+{
+    if (d->header_have > 0 || d->body_have > 0)
+        return NULL;
+    /* exactly len: whole frames held in one read are short */
+    if (len > d->body_cap && move_body(d, len) < 0)
+        return NULL;
+    if (len > d->body_dirty)
+        d->body_dirty = len;
+    return d->body;
+}
+
+/* Room for the payload bytes of this frame that arrive now (len more). */
+static int reserve_body(framing_decoder *d, size_t more)
+{
+    size_t need = d->body_have + more;
+
+    if (need <= d->body_cap)
+        return 0;
+    return move_body(d, framing_grow_size(d->body_cap, need, d->length));
+}
+
+size_t framing_decoder_cap_after(const framing_decoder *d, size_t n)
+{
+    size_t cap = d->body_cap, left, later;
+
+    if (n > d->max_len)
+        n = d->max_len;
+    /* the rest of this frame's payload, and a later frame begun (or held
+     * whole, see session.c) in the same bytes: at most n of either */
+    if (d->header_have == FRAMING_HEADER_LEN) {
+        left = d->length - d->body_have;
+        cap = framing_grow_size(cap, d->body_have + (n < left ? n : left), d->length);
+    }
+    later = framing_grow_size(d->body_cap, n, d->max_len);
+    return later > cap ? later : cap;
 }
 
 /* A non-NULL payload pointer for empty frames (memcpy(p, NULL, 0) is UB). */
@@ -76,6 +142,8 @@ static const uint8_t framing_empty[1];
 
 static framing_status frame_done(framing_decoder *d, const uint8_t *payload)
 {
+    if (payload == d->body && d->body_have > d->body_dirty)
+        d->body_dirty = d->body_have;
     d->frame = payload;
     d->frame_ready = 1;
     d->frames++;
@@ -115,14 +183,16 @@ framing_status framing_decoder_feed(framing_decoder *d, const uint8_t *data,
             return frame_done(d, data + used);
         }
     }
-    if (reserve_body(d) < 0)
-        return FRAMING_NO_MEMORY;
     take = d->length - d->body_have;
     if (take > len - used)
         take = len - used;
+    if (reserve_body(d, take) < 0)
+        return FRAMING_NO_MEMORY;
     if (take > 0)
         memcpy(d->body + d->body_have, data + used, take);
     d->body_have += take;
+    if (d->body_have > d->body_dirty)
+        d->body_dirty = d->body_have;
     *consumed = used + take;
     if (d->body_have < d->length)
         return FRAMING_NEED_MORE;
@@ -148,29 +218,53 @@ void framing_decoder_pending(const framing_decoder *d, size_t *header_bytes,
     *payload_bytes = d->body_have;
 }
 
-/* Not sodium_memzero: framing has no libsodium; a volatile loop the
- * compiler cannot drop. */
-static void wipe(uint8_t *p, size_t len)
+int framing_decoder_frame_in_body(const framing_decoder *d)
 {
-    volatile uint8_t *v = p;
+    return d->frame_ready && d->length > 0 && d->frame == d->body;
+}
 
-    while (len-- > 0)
-        *v++ = 0;
+size_t framing_decoder_room(framing_decoder *d, uint8_t **dst, size_t *room)
+{
+    *dst = NULL;
+    *room = 0;
+    if (d->header_have < FRAMING_HEADER_LEN || d->body_have >= d->length)
+        return 0;
+    if (d->body_cap > d->body_have) {
+        *dst = d->body + d->body_have;
+        *room = d->body_cap - d->body_have;
+        if (*room > d->length - d->body_have)
+            *room = d->length - d->body_have;
+    }
+    return d->length - d->body_have;
+}
+
+framing_status framing_decoder_commit(framing_decoder *d, size_t n)
+{
+    d->frame_ready = 0;
+    d->body_have += n;
+    if (d->body_have > d->body_dirty)
+        d->body_dirty = d->body_have;
+    if (d->body_have < d->length)
+        return FRAMING_NEED_MORE;
+    return frame_done(d, d->body);
 }
 
 void framing_decoder_trim(framing_decoder *d, size_t keep)
 {
     if (d->body_cap <= keep || d->header_have > 0 || d->body_have > 0)
         return;
-    wipe(d->body, d->body_cap);
+    sodium_memzero(d->body, d->body_dirty);
     free(d->body);
     d->body = NULL;
     d->body_cap = 0;
+    d->body_dirty = 0;
     d->frame_ready = 0;
 }
 
 void framing_decoder_free(framing_decoder *d)
 {
+    if (d->body != NULL)
+        sodium_memzero(d->body, d->body_dirty);
     free(d->body);
     memset(d, 0, sizeof *d);
 }

@@ -12,9 +12,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static pthread_mutex_t log_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+/* The writer (log_start_writer), under log_mutex. */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    uint64_t lines;
+} log_queue;
+
+static struct {
+    int started, draining, finished;
+    int writing;             /* a write is in progress (direct or the writer's) */
+    uint64_t writing_lines;  /* lines in it */
+    log_queue q[2];          /* standard output, standard error */
+    uint64_t dropped;
+    pthread_cond_t work;     /* lines queued and nobody writing */
+    pthread_cond_t done;     /* a write finished (room, idle) */
+} lw = {.work = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
 static int log_color_out;
 static int log_color_err;
 
@@ -30,6 +48,7 @@ static const struct {
 
 #define LOG_COLOR_RESET "\033[0m"
 #define LOG_STACK_LINE 2048
+#define LOG_KEEP_BUF (1u << 20) /* a writer buffer larger than this is freed */
 
 void log_init(void)
 {
@@ -189,6 +208,168 @@ static size_t put_tag(char *out, log_level level, int color)
     return (size_t)snprintf(out, LOG_HEAD_CAP, "%s ", log_tags[level].tag);
 }
 
+/* ---- the writer ------------------------------------------------------------ */
+
+static size_t queued_bytes(void)
+{
+    return lw.q[0].len + lw.q[1].len;
+}
+
+static int queue_put(log_queue *q, const char *line, size_t len)
+{
+    size_t cap = q->cap > 0 ? q->cap : 65536;
+    char *grown;
+
+    while (cap - q->len < len)
+        cap *= 2;
+    if (cap != q->cap) {
+        grown = realloc(q->buf, cap);
+        if (grown == NULL)
+            return -1;
+        q->buf = grown;
+        q->cap = cap;
+    }
+    memcpy(q->buf + q->len, line, len);
+    q->len += len;
+    q->lines++;
+    return 0;
+}
+
+/* One whole line to fd, in order with every other line of that stream. */
+static void log_put(int fd, const char *line, size_t len)
+{
+    pthread_mutex_lock(&log_mutex);
+    if (!lw.started) {
+        write_all(fd, line, len);
+        pthread_mutex_unlock(&log_mutex);
+        return;
+    }
+    if (!lw.writing && !lw.draining && !lw.finished && queued_bytes() == 0) {
+        lw.writing = 1; /* nothing ahead of us: write it now, unlocked */
+        lw.writing_lines = 1;
+        pthread_mutex_unlock(&log_mutex);
+        write_all(fd, line, len);
+        pthread_mutex_lock(&log_mutex);
+        lw.writing = 0;
+        lw.writing_lines = 0;
+        pthread_cond_broadcast(&lw.done);
+        if (queued_bytes() > 0)
+            pthread_cond_signal(&lw.work);
+        pthread_mutex_unlock(&log_mutex);
+        return;
+    }
+    /* a full queue makes the logging thread wait, except in a shutdown:
+     * the drain never waits for the log (what it adds is bounded by the
+     * frames the connections finish) */
+    while (!lw.finished && !lw.draining && queued_bytes() > 0 &&
+           queued_bytes() + len > LOG_QUEUE_MAX)
+        pthread_cond_wait(&lw.done, &log_mutex);
+    if (lw.finished || queue_put(&lw.q[fd == STDERR_FILENO], line, len) < 0)
+        lw.dropped++;
+    else if (!lw.writing)
+        pthread_cond_signal(&lw.work);
+    pthread_mutex_unlock(&log_mutex);
+}
+
+static void *log_writer(void *arg)
+{
+    log_queue spare[2] = {{0}}, taken;
+    int i;
+
+    (void)arg;
+    pthread_mutex_lock(&log_mutex);
+    for (;;) {
+        while (lw.writing || queued_bytes() == 0)
+            pthread_cond_wait(&lw.work, &log_mutex);
+        lw.writing = 1;
+        lw.writing_lines = lw.q[0].lines + lw.q[1].lines;
+        for (i = 0; i < 2; i++) {
+            /* swap in an empty buffer: others queue while this one is written */
+            taken = lw.q[i];
+            lw.q[i] = spare[i];
+            lw.q[i].len = 0;
+            lw.q[i].lines = 0;
+            spare[i] = taken;
+        }
+        pthread_cond_broadcast(&lw.done); /* room again */
+        pthread_mutex_unlock(&log_mutex);
+        for (i = 0; i < 2; i++)
+            if (spare[i].len > 0)
+                write_all(i == 0 ? STDOUT_FILENO : STDERR_FILENO, spare[i].buf,
+                          spare[i].len);
+        for (i = 0; i < 2; i++)
+            if (spare[i].cap > LOG_KEEP_BUF) { /* a burst's buffer goes back */
+                free(spare[i].buf);
+                memset(&spare[i], 0, sizeof spare[i]);
+            }
+        pthread_mutex_lock(&log_mutex);
+        lw.writing = 0;
+        lw.writing_lines = 0;
+        pthread_cond_broadcast(&lw.done);
+    }
+    return NULL;
+}
+
+int log_start_writer(void)
+{
+    pthread_attr_t attr;
+    pthread_t tid;
+    int rc;
+
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&log_mutex);
+    rc = pthread_create(&tid, &attr, log_writer, NULL);
+    lw.started = rc == 0;
+    pthread_mutex_unlock(&log_mutex);
+    pthread_attr_destroy(&attr);
+    return rc == 0 ? 0 : -1;
+}
+
+void log_draining(void)
+{
+    pthread_mutex_lock(&log_mutex);
+    lw.draining = 1;
+    pthread_cond_broadcast(&lw.done); /* threads waiting for room go on */
+    pthread_mutex_unlock(&log_mutex);
+}
+
+static int64_t log_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t log_finish(int64_t until_ms)
+{
+    struct timespec ts;
+    int64_t left;
+    uint64_t lost;
+
+    pthread_mutex_lock(&log_mutex);
+    while (lw.started && (lw.writing || queued_bytes() > 0) &&
+           (left = until_ms - log_now_ms()) > 0) {
+        /* the cond's clock is CLOCK_REALTIME: wait in short steps */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (left > 50)
+            left = 50;
+        ts.tv_nsec += (long)left * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&lw.done, &log_mutex, &ts);
+    }
+    lw.finished = 1;
+    pthread_cond_broadcast(&lw.done); /* anyone waiting for room drops its line */
+    lost = lw.q[0].lines + lw.q[1].lines + lw.dropped +
+           (lw.writing ? lw.writing_lines : 0);
+    pthread_mutex_unlock(&log_mutex);
+    return lost;
+}
+
 /* Builds "<tag> <text><escaped raw>\n" and, when text2 is not NULL,
  * "<tag2> <text2>\n" after it in one buffer, and writes it once. The buffer
  * holds the worst case (every raw byte as "\xHH"), so the raw bytes are
@@ -224,9 +405,7 @@ static void log_emit(log_level level, const char *text, size_t text_len,
         line[pos++] = '\n';
     }
 
-    pthread_mutex_lock(&log_mutex);
-    write_all(fd, line, pos);
-    pthread_mutex_unlock(&log_mutex);
+    log_put(fd, line, pos);
     if (line != stack)
         free(line);
 }
@@ -268,7 +447,5 @@ void log_bytes_and_line(log_level level, const char *prefix, const uint8_t *data
 
 void log_raw(int fd, const char *text, size_t len)
 {
-    pthread_mutex_lock(&log_mutex);
-    write_all(fd, text, len);
-    pthread_mutex_unlock(&log_mutex);
+    log_put(fd, text, len);
 }

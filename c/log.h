@@ -47,4 +47,26 @@ void log_bytes_and_line(log_level level, const char *prefix, const uint8_t *data
 /* Writes raw text (usage, prompt) to fd under the log mutex. */
 void log_raw(int fd, const char *text, size_t len);
 
+/*
+ * The server's log writer (PROTOCOL.md 9, log output during shutdown). Once
+ * started, a line is still written at once by the thread that logs it when
+ * no other write is in progress (no copy, no hand-off); otherwise it is
+ * queued (up to LOG_QUEUE_MAX bytes, then the logging thread waits) and a
+ * writer thread writes the queue in order. So a slow standard output slows
+ * one writer at a time, not every client thread at once.
+ * log_start_writer: 0, or -1 (then lines are written directly, as before).
+ * log_draining:     from now on every line is queued, however full the
+ *                   queue: client threads that drain their connections
+ *                   never wait for the log's I/O.
+ * log_finish:       waits until every queued line is written or the
+ *                   monotonic time until_ms (conn_now_ms) has come; then
+ *                   lines not written are counted, later ones dropped (and
+ *                   counted), nobody waits for the log any more. Returns the
+ *                   count of lines not written.
+ */
+#define LOG_QUEUE_MAX (16u << 20)
+int log_start_writer(void);
+void log_draining(void);
+uint64_t log_finish(int64_t until_ms);
+
 #endif

@@ -33,12 +33,20 @@
 #include "net.h"
 #include "session.h"
 
-#define SERVER_READ_BUF 65536
-#define SERVER_KEEP_BUF 65536 /* larger buffers are freed after their message */
+#define SERVER_READ_BUF 16384   /* length prefixes and short frames */
+#define SERVER_BODY_READ 262144 /* large payloads: read straight into their buffer */
+#define SERVER_DIRECT_MIN 4096  /* payload bytes still to come worth a direct read */
+#define SERVER_ALLOWANCE 65536  /* bytes of a frame a connection holds unbudgeted */
+#define SERVER_KEEP_BUF 65536   /* larger buffers are released once quiet ... */
+#define SERVER_KEEP_MS 1000     /* ... for this long */
 #define SERVER_THREAD_STACK (256 * 1024)
 #define SERVER_EVICTION_WAIT_MS 2000 /* for an evicted client's thread to end */
 #define SERVER_MMAP_THRESHOLD (128 * 1024)
 #define SERVER_ACCEPT_BATCH 64 /* accepts per wake-up of the accept loop */
+#define SERVER_BACKLOG_MAX 65536 /* accepts at shutdown (the backlog is smaller) */
+#define SERVER_DISCARD_READS 256 /* 4 MiB of unread bytes discarded at most */
+#define SERVER_EXIT_GRACE_MS 500 /* after the drain deadline: threads to end ... */
+#define SERVER_LOG_GRACE_MS 900  /* ... and the log to be written */
 
 typedef struct {
     const config *cfg;
@@ -55,7 +63,14 @@ typedef struct {
     unsigned threads;       /* client threads still running */
     uint64_t evictions, evictions_done;
     int stop_pipe[2];       /* readable once shutdown began; never read */
-    _Atomic int64_t drain_deadline;
+    atomic_int *evicted;    /* per slot: chosen by the acceptor (read unlocked) */
+    /* the memory budget (PROTOCOL.md 4, 9), under budget_lock */
+    pthread_mutex_t budget_lock;
+    pthread_cond_t budget_cv; /* reservations returned, eviction or drain */
+    uint64_t buffered;        /* reserved by all connections */
+    unsigned budget_waiters;
+    atomic_uint waiting;      /* budget_waiters, for unlocked reads */
+    _Atomic int64_t drain_deadline; /* 0 until shutdown began */
     atomic_int cut;         /* the drain time ran out: connections cut quietly */
 } server_state;
 
@@ -67,6 +82,8 @@ typedef struct {
     int evicted, closing;
     conn_timing t;
     int64_t unit_start;  /* the unit in progress (conn.h): first byte, -1 = none */
+    int64_t keep_until;  /* a large buffer kept while quiet: release then, -1 = none */
+    uint64_t charged;    /* reserved from the memory budget */
     uint64_t messages;   /* messages answered (and the handshake): units ended */
     char peer[NET_ADDR_MAX];
 } client_conn;
@@ -89,6 +106,24 @@ static int ended_quietly(const client_conn *c)
 }
 
 /* ---- one connection ------------------------------------------------------- */
+
+/* Discards what the peer sent and we did not read (up to a bound): closing
+ * a socket with unread bytes would send a reset instead of our FIN. */
+static void discard_unread(int fd)
+{
+    uint8_t sink[16384];
+    ssize_t n;
+    int i;
+
+    for (i = 0; i < SERVER_DISCARD_READS; i++) {
+        n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+    }
+}
+
 
 static void report_truncated(const client_conn *c, const session *s)
 {
@@ -156,6 +191,11 @@ static int send_bytes(const client_conn *c, const uint8_t *buf, size_t len)
     return -1;
 }
 
+static int was_evicted_unlocked(const client_conn *c)
+{
+    return atomic_load(&c->srv->evicted[c->slot]);
+}
+
 /* Answers the message with its ACK, then prints both lines. The ACK leaves
  * first so that the client's round trip never waits for our log writes. */
 static int answer_message(const client_conn *c, session *s)
@@ -179,42 +219,190 @@ static int answer_message(const client_conn *c, session *s)
         log_bytes_and_line(LOG_RECV, "Plaintext: ", msg, len, LOG_SEND, "ACK sent to client");
         return 0;
     }
+    /* a message logged as received always has its ACK or an error line */
     log_bytes(LOG_RECV, "Plaintext: ", msg, len);
-    report_send_error(c, send_errno);
+    if (atomic_load(&c->srv->cut))
+        log_line(LOG_ERROR, "Send to %s failed: drain timeout passed (%u s)", c->peer,
+                 c->srv->cfg->drain_timeout);
+    else if (c->evicted || was_evicted_unlocked(c))
+        log_line(LOG_ERROR, "Send to %s failed: %s", c->peer, strerror(send_errno));
+    else
+        report_send_error(c, send_errno);
     return -1;
 }
 
-/* Feeds one chunk of received bytes through the session; -1 ends the
- * connection (the reason has been logged). */
+/* Acts on one session event; -1 ends the connection (the reason has been
+ * logged). */
+static int handle_event(client_conn *c, session *s, session_event ev)
+{
+    const uint8_t *out;
+    size_t out_len;
+
+    switch (ev) {
+    case SESSION_NEED_MORE:
+    case SESSION_READY:
+        break;
+    case SESSION_SEND: /* noise: handshake message 2 */
+        session_output(s, &out, &out_len);
+        if (send_bytes(c, out, out_len) < 0)
+            return -1;
+        log_line(LOG_INFO, "Handshake complete: %s", c->peer);
+        c->messages++;
+        break;
+    case SESSION_MESSAGE:
+        if (answer_message(c, s) < 0)
+            return -1;
+        c->messages++;
+        break;
+    case SESSION_ERROR:
+        report_session_error(c, s);
+        return -1;
+    }
+    return 0;
+}
+
+/* Feeds one chunk of received bytes through the session. */
 static int handle_bytes(client_conn *c, session *s, const uint8_t *buf,
                         size_t n)
 {
-    const uint8_t *out;
-    size_t off, used, out_len;
+    size_t off, used;
 
-    for (off = 0; off < n; off += used) {
-        switch (session_feed(s, buf + off, n - off, &used)) {
-        case SESSION_NEED_MORE:
-        case SESSION_READY:
-            break;
-        case SESSION_SEND: /* noise: handshake message 2 */
-            session_output(s, &out, &out_len);
-            if (send_bytes(c, out, out_len) < 0)
-                return -1;
-            log_line(LOG_INFO, "Handshake complete: %s", c->peer);
-            c->messages++;
-            break;
-        case SESSION_MESSAGE:
-            if (answer_message(c, s) < 0)
-                return -1;
-            c->messages++;
-            break;
-        case SESSION_ERROR:
-            report_session_error(c, s);
+    for (off = 0; off < n; off += used)
+        if (handle_event(c, s, session_feed(s, buf + off, n - off, &used)) < 0)
             return -1;
-        }
-    }
     return 0;
+}
+
+/* ---- the memory budget (PROTOCOL.md 4, 9) --------------------------------- */
+
+static uint64_t charge_for(size_t cap)
+{
+    return cap > SERVER_ALLOWANCE ? cap - SERVER_ALLOWANCE : 0;
+}
+
+static void budget_release(client_conn *c, uint64_t n)
+{
+    server_state *srv = c->srv;
+
+    pthread_mutex_lock(&srv->budget_lock);
+    srv->buffered -= n;
+    c->charged -= n;
+    if (srv->budget_waiters > 0)
+        pthread_cond_broadcast(&srv->budget_cv);
+    pthread_mutex_unlock(&srv->budget_lock);
+}
+
+/* Returns what this connection reserved beyond what its buffer needs now. */
+static void budget_settle(client_conn *c, const session *s)
+{
+    uint64_t need = charge_for(session_unit_cap(s));
+
+    if (c->charged > need)
+        budget_release(c, c->charged - need);
+}
+
+/* Wakes connections waiting for the budget (eviction, shutdown). */
+static void budget_wake(server_state *srv)
+{
+    pthread_mutex_lock(&srv->budget_lock);
+    pthread_cond_broadcast(&srv->budget_cv);
+    pthread_mutex_unlock(&srv->budget_lock);
+}
+
+static void budget_timedwait(server_state *srv, int64_t until)
+{
+    struct timespec ts;
+    int64_t left = until - conn_now_ms();
+
+    if (left <= 0)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(left / 1000);
+    ts.tv_nsec += (long)(left % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&srv->budget_cv, &srv->budget_lock, &ts);
+}
+
+/* Paused: waits until extra bytes fit, or the connection's deadline (or the
+ * drain's) passes, or it is evicted. Lock held. 0 when reserved. */
+static int budget_wait_locked(client_conn *c, const session *s, uint64_t extra)
+{
+    server_state *srv = c->srv;
+    conn_deadline d;
+    int64_t now, drain;
+    int rc = -1;
+
+    if (srv->budget_waiters++ == 0)
+        log_line(LOG_INFO, "Memory budget full (limit %llu bytes): pausing reads "
+                 "of large frames", (unsigned long long)srv->cfg->max_buffered);
+    atomic_store(&srv->waiting, srv->budget_waiters);
+    for (;;) {
+        if (srv->buffered + extra <= srv->cfg->max_buffered) {
+            srv->buffered += extra;
+            c->charged += extra;
+            rc = 0;
+            break;
+        }
+        if (atomic_load(&srv->evicted[c->slot]) || atomic_load(&srv->cut))
+            break; /* ended by the server: no line */
+        now = conn_now_ms();
+        d = conn_next_deadline(&srv->limits, &c->t);
+        drain = atomic_load(&srv->drain_deadline);
+        if (drain != 0 && drain <= now)
+            break;
+        if (d.at <= now) {
+            if (d.kind == CONN_WAIT_FRAME)
+                log_line(LOG_ERROR, "Cut %s: frame deadline passed while paused by "
+                         "the memory budget (%llu bytes buffered, limit %llu)",
+                         c->peer, (unsigned long long)session_unit_bytes(s),
+                         (unsigned long long)srv->cfg->max_buffered);
+            else if (d.kind == CONN_WAIT_HANDSHAKE)
+                log_line(LOG_ERROR, "Handshake timeout for %s after %u s", c->peer,
+                         d.seconds);
+            else
+                log_line(LOG_ERROR, "Idle timeout for %s after %u s", c->peer,
+                         d.seconds);
+            break;
+        }
+        budget_timedwait(srv, drain != 0 && drain < d.at ? drain : d.at);
+    }
+    if (--srv->budget_waiters == 0)
+        log_line(LOG_INFO, "Memory budget available again: resuming reads");
+    atomic_store(&srv->waiting, srv->budget_waiters);
+    return rc;
+}
+
+/* Before a read that may grow the message buffer to cap_after bytes:
+ * reserves what that needs beyond the allowance. -1 ends the connection. */
+static int budget_reserve(client_conn *c, const session *s, size_t cap_after)
+{
+    server_state *srv = c->srv;
+    uint64_t need = charge_for(cap_after), extra;
+    int rc = 0;
+
+    if (need <= c->charged)
+        return 0;
+    extra = need - c->charged;
+    pthread_mutex_lock(&srv->budget_lock);
+    if (srv->budget_waiters == 0 && srv->buffered + extra <= srv->cfg->max_buffered) {
+        srv->buffered += extra; /* first come: no overtaking the waiters */
+        c->charged += extra;
+    } else {
+        rc = budget_wait_locked(c, s, extra);
+    }
+    pthread_mutex_unlock(&srv->budget_lock);
+    return rc;
+}
+
+/* A large buffer kept after its frame goes (wiped), with its reservation. */
+static void release_kept(client_conn *c, session *s)
+{
+    c->keep_until = -1;
+    session_trim(s, SERVER_KEEP_BUF);
+    budget_settle(c, s);
 }
 
 /* ---- deadlines and eviction, the client's side ---------------------------- */
@@ -338,35 +526,46 @@ static conn_deadline next_deadline(const client_conn *c, int64_t now)
     return d;
 }
 
-/* Waits for bytes: 1 readable, 0 when *d ran out, -1 on a poll error. */
-static int wait_readable(client_conn *c, conn_deadline *d)
+/* Waits for bytes: 1 readable, 0 when *d ran out, -1 on a poll error. The
+ * deadline is checked on every wake-up, bytes waiting or not, so a peer
+ * that always has bytes ready is still cut on time. A large buffer kept
+ * while quiet is released when its time is up. */
+static int wait_readable(client_conn *c, session *s, conn_deadline *d)
 {
     struct pollfd pfd[2] = {
         {.fd = c->fd, .events = POLLIN},
         {.fd = c->srv->stop_pipe[0], .events = POLLIN},
     };
-    int64_t now, left;
+    int64_t now, wake, left;
     int rc, timeout;
 
     for (;;) {
         now = conn_now_ms();
         *d = next_deadline(c, now);
-        left = d->at == CONN_NEVER ? -1 : d->at - now;
-        timeout = left < 0 ? (d->at == CONN_NEVER ? -1 : 0)
-                           : (left > INT_MAX ? INT_MAX : (int)left);
+        if (d->at <= now)
+            return 0;
+        if (c->keep_until >= 0 && (c->keep_until <= now ||
+                                   atomic_load(&c->srv->waiting) > 0)) {
+            release_kept(c, s);
+            continue;
+        }
+        wake = c->keep_until >= 0 && c->keep_until < d->at ? c->keep_until : d->at;
+        left = wake == CONN_NEVER ? -1 : wake - now;
+        timeout = left < 0 ? -1 : (left > INT_MAX ? INT_MAX : (int)left);
         rc = poll(pfd, c->closing ? 1 : 2, timeout);
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc < 0)
             return -1;
-        if (rc == 0 && left <= INT_MAX)
-            return 0;
         if (!c->closing && pfd[1].revents != 0) {
             c->closing = 1; /* shutdown began: finish the frame, then close */
             continue;
         }
-        if (pfd[0].revents != 0)
+        if (rc > 0 && pfd[0].revents != 0) {
+            if (conn_now_ms() >= d->at)
+                return 0;
             return 1;
+        }
     }
 }
 
@@ -411,17 +610,51 @@ static void report_expiry(client_conn *c, const conn_deadline *d, uint8_t *buf,
 
 /* ---- one connection, continued -------------------------------------------- */
 
+/* Reads into the session: a large payload straight into its buffer, once
+ * the budget has room for it; anything else through buf. Returns what read
+ * returned (-2 ends the connection: paused past its deadline, evicted or
+ * cut while paused, or out of memory; logged); *direct says which. */
+static ssize_t read_some(client_conn *c, session *s, uint8_t *buf, size_t cap,
+                         int *direct)
+{
+    uint8_t *dst;
+    size_t room, left, want;
+
+    left = session_room(s, &dst, &room);
+    *direct = left >= SERVER_DIRECT_MIN;
+    if (!*direct) {
+        if (budget_reserve(c, s, session_cap_after(s, cap)) < 0)
+            return -2;
+        return net_read(c->fd, buf, cap);
+    }
+    want = left < SERVER_BODY_READ ? left : SERVER_BODY_READ;
+    if (room < want) {
+        if (budget_reserve(c, s, session_cap_after(s, want)) < 0)
+            return -2;
+        if (session_reserve_room(s, want) < 0) {
+            log_line(LOG_ERROR, "Receive from %s failed: %s", c->peer,
+                     strerror(ENOMEM));
+            return -2;
+        }
+        session_room(s, &dst, &room);
+    }
+    return net_read(c->fd, dst, room);
+}
+
 /* One read and what follows; 0 to go on, -1 to end the connection. */
 static int serve_chunk(client_conn *c, session *s, uint8_t *buf, size_t cap)
 {
     uint64_t frames_before = session_frames(s), messages_before = c->messages;
     int64_t read_at;
     ssize_t n;
+    int direct, rc;
 
     if (mark_busy(c) < 0)
         return -1;
-    n = net_read(c->fd, buf, cap);
+    n = read_some(c, s, buf, cap, &direct);
     read_at = conn_now_ms();
+    if (n == -2)
+        return -1;
     if (n < 0) {
         if (!was_evicted(c) && !ended_quietly(c))
             log_line(LOG_ERROR, "Receive from %s failed: %s", c->peer,
@@ -433,14 +666,19 @@ static int serve_chunk(client_conn *c, session *s, uint8_t *buf, size_t cap)
             report_truncated(c, s);
         return -1;
     }
-    if (handle_bytes(c, s, buf, (size_t)n) < 0)
+    rc = direct ? handle_event(c, s, session_commit(s, (size_t)n))
+                : handle_bytes(c, s, buf, (size_t)n);
+    if (rc < 0)
         return -1;
     track_frame(c, s, read_at, frames_before, messages_before);
-    if (conn_quiet(&c->t)) {
-        session_trim(s, SERVER_KEEP_BUF);
-        return mark_quiet(c);
-    }
-    return publish_progress(c, session_unit_bytes(s));
+    if (c->charged > 0)
+        budget_settle(c, s);
+    if (!conn_quiet(&c->t))
+        return publish_progress(c, session_unit_bytes(s));
+    if (session_unit_cap(s) > SERVER_KEEP_BUF) /* frames may keep coming */
+        c->keep_until = atomic_load(&c->srv->waiting) > 0 ? read_at
+                                                           : read_at + SERVER_KEEP_MS;
+    return mark_quiet(c);
 }
 
 static void serve_client(client_conn *c)
@@ -461,7 +699,7 @@ static void serve_client(client_conn *c)
     }
     c->t.handshaking = !session_ready(&s);
     for (;;) {
-        rc = wait_readable(c, &d);
+        rc = wait_readable(c, &s, &d);
         if (rc == 0) {
             report_expiry(c, &d, buf, SERVER_READ_BUF);
             break;
@@ -476,6 +714,8 @@ static void serve_client(client_conn *c)
             break;
     }
     session_free(&s);
+    if (c->charged > 0)
+        budget_release(c, c->charged);
     free(buf);
 }
 
@@ -501,6 +741,7 @@ static void *client_thread(void *arg)
 
     /* Free the slot first, so a client that waits for our "disconnected"
      * line is never refused as one too many. */
+    discard_unread(c->fd);
     pthread_mutex_lock(&srv->lock);
     free_slot_locked(srv, c->slot);
     pthread_mutex_unlock(&srv->lock);
@@ -533,6 +774,7 @@ static int take_slot_locked(server_state *srv, client_conn *c, int64_t now)
     slot->fd = c->fd;
     slot->quiet_since = now;
     slot->unit_start = c->t.handshaking ? now : -1; /* a handshake is a unit */
+    atomic_store(&srv->evicted[c->slot], 0);
     slot->unit_bytes = 0;
     slot->peer = c->peer;
     srv->clients++;
@@ -574,6 +816,7 @@ static int evict_one_locked(server_state *srv, int64_t now)
         return -1;
     slot = &srv->slots[v.slot];
     slot->state = CONN_SLOT_EVICTED;
+    atomic_store(&srv->evicted[v.slot], 1);
     if (v.reason == CONN_EVICT_IDLE)
         log_line(LOG_INFO, "Evicted %s: idle %llu s, server full (limit %u)",
                  slot->peer, (unsigned long long)v.value, srv->cfg->max_clients);
@@ -582,6 +825,7 @@ static int evict_one_locked(server_state *srv, int64_t now)
                  "(limit %u)", slot->peer, (unsigned long long)v.value,
                  srv->cfg->max_clients);
     shutdown(slot->fd, SHUT_RDWR); /* its poll or read returns; it ends quietly */
+    budget_wake(srv);              /* or its wait for the budget */
     ticket = ++srv->evictions;
     deadline_timespec(&until, SERVER_EVICTION_WAIT_MS);
     while (srv->evictions_done < ticket &&
@@ -638,6 +882,7 @@ static client_conn *new_conn(server_state *srv, int fd, const char *peer)
     c->t.frame_start = -1;
     c->t.handshaking = srv->cipher == SESSION_NOISE;
     c->unit_start = c->t.handshaking ? now : -1;
+    c->keep_until = -1;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     return c;
 }
@@ -694,31 +939,80 @@ refuse:
     return 1;
 }
 
-/* Shutdown: every client finishes its frame and closes (they all poll the
- * stop pipe); at the drain deadline whatever is left is cut. */
-static void drain_clients(server_state *srv)
+static void wait_threads_until(server_state *srv, int64_t until_ms)
 {
-    int64_t deadline = conn_now_ms() + (int64_t)srv->cfg->drain_timeout * 1000;
     struct timespec until;
-    unsigned char b = 0;
-    unsigned i;
 
-    atomic_store(&srv->drain_deadline, deadline);
-    (void)!write(srv->stop_pipe[1], &b, 1);
-    deadline_timespec(&until, deadline - conn_now_ms());
-    pthread_mutex_lock(&srv->lock);
+    deadline_timespec(&until, until_ms - conn_now_ms());
     while (srv->threads > 0 &&
            pthread_cond_timedwait(&srv->changed, &srv->lock, &until) != ETIMEDOUT)
         ;
-    if (srv->threads > 0) { /* e.g. a send blocked on a peer that reads nothing */
+}
+
+/* Shutdown, once the backlog has been accepted: every client finishes its
+ * frame and closes (they all poll the stop pipe); at the drain deadline
+ * whatever is left is cut. Returns the number of threads still running
+ * SERVER_EXIT_GRACE_MS later (stuck, e.g. on a log that is not read). */
+static unsigned drain_clients(server_state *srv, int64_t deadline)
+{
+    unsigned i, left;
+
+    pthread_mutex_lock(&srv->lock);
+    wait_threads_until(srv, deadline);
+    if (srv->threads > 0) {
         atomic_store(&srv->cut, 1);
+        budget_wake(srv);
+        /* FIN for every connection still open; wakes a send blocked on a
+         * peer that reads nothing (the threads' polls wake by themselves) */
         for (i = 0; i < srv->high_water; i++)
             if (srv->slots[i].state != CONN_SLOT_FREE)
-                shutdown(srv->slots[i].fd, SHUT_RDWR);
+                shutdown(srv->slots[i].fd, SHUT_WR);
+        wait_threads_until(srv, deadline + SERVER_EXIT_GRACE_MS);
     }
-    while (srv->threads > 0)
-        pthread_cond_wait(&srv->changed, &srv->lock);
+    /* a thread still running is stuck; its peer gets our FIN, not a reset */
+    for (i = 0; i < srv->high_water; i++)
+        if (srv->slots[i].state != CONN_SLOT_FREE)
+            discard_unread(srv->slots[i].fd);
+    left = srv->threads;
     pthread_mutex_unlock(&srv->lock);
+    return left;
+}
+
+/* The signal arrived: connections already in the backlog are accepted and
+ * drained like the others rather than reset by closing the listener on
+ * them (PROTOCOL.md 9). Returns the drain deadline. */
+static int64_t begin_shutdown(server_state *srv, int listen_fd)
+{
+    int64_t deadline = conn_now_ms() + (int64_t)srv->cfg->drain_timeout * 1000;
+    unsigned char b = 0;
+    int i;
+
+    atomic_store(&srv->drain_deadline, deadline);
+    (void)!write(srv->stop_pipe[1], &b, 1);
+    budget_wake(srv);
+    for (i = 0; i < SERVER_BACKLOG_MAX && accept_one(srv, listen_fd) == 1; i++)
+        ;
+    close(listen_fd); /* new clients are refused by the kernel from now on */
+    return deadline;
+}
+
+/* Log lines that could not be written in time, said once if stderr takes
+ * it at once (it may be the same slow pipe). */
+static void report_log_loss(uint64_t lost)
+{
+    char line[96];
+    int n, flags;
+
+    if (lost == 0)
+        return;
+    n = snprintf(line, sizeof line, "[ERROR] Log output blocked: %llu lines not written\n",
+                 (unsigned long long)lost);
+    flags = fcntl(STDERR_FILENO, F_GETFL);
+    if (flags >= 0)
+        fcntl(STDERR_FILENO, F_SETFL, flags | O_NONBLOCK);
+    (void)!write(STDERR_FILENO, line, (size_t)n);
+    if (flags >= 0)
+        fcntl(STDERR_FILENO, F_SETFL, flags);
 }
 
 static int accept_loop(server_state *srv, int listen_fd)
@@ -823,8 +1117,11 @@ static const char *program_name(const char *argv0)
     return slash != NULL ? slash + 1 : argv0;
 }
 
-static int run(server_state *srv, const config *cfg)
+/* 0 on a clean shutdown; *stuck: client threads that did not end in time
+ * (main then exits without tearing down what they use). */
+static int run(server_state *srv, const config *cfg, unsigned *stuck)
 {
+    int64_t deadline;
     int listen_fd, rc;
 
     listen_fd = open_listener(cfg);
@@ -834,11 +1131,13 @@ static int run(server_state *srv, const config *cfg)
     if (cfg->cipher == CONFIG_CIPHER_NOISE)
         log_line(LOG_INFO, "Cipher: %s", SESSION_CIPHER_NAME_NOISE);
     rc = accept_loop(srv, listen_fd);
+    log_draining(); /* from here on nothing waits for the log */
     /* Announce the shutdown before the clients' disconnect lines, as Python does. */
     if (rc == 0)
         log_line(LOG_INFO, "Shutting down");
-    close(listen_fd); /* new clients are refused by the kernel from now on */
-    drain_clients(srv);
+    deadline = begin_shutdown(srv, listen_fd);
+    *stuck = drain_clients(srv, deadline);
+    report_log_loss(log_finish(deadline + SERVER_LOG_GRACE_MS));
     return rc == 0 ? 0 : 1;
 }
 
@@ -856,7 +1155,8 @@ static int server_init(server_state *srv, const config *cfg)
     /* calloc: a zeroed slot is free, and pages never touched cost nothing */
     srv->slots = calloc(cfg->max_clients, sizeof *srv->slots);
     srv->free_list = calloc(cfg->max_clients, sizeof *srv->free_list);
-    if (srv->slots == NULL || srv->free_list == NULL) {
+    srv->evicted = calloc(cfg->max_clients, sizeof *srv->evicted);
+    if (srv->slots == NULL || srv->free_list == NULL || srv->evicted == NULL) {
         errno = ENOMEM;
         return -1;
     }
@@ -865,9 +1165,11 @@ static int server_init(server_state *srv, const config *cfg)
     for (i = 0; i < 2; i++)
         fcntl(srv->stop_pipe[i], F_SETFL, fcntl(srv->stop_pipe[i], F_GETFL) | O_NONBLOCK);
     pthread_mutex_init(&srv->lock, NULL);
+    pthread_mutex_init(&srv->budget_lock, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&srv->changed, &attr);
+    pthread_cond_init(&srv->budget_cv, &attr);
     pthread_condattr_destroy(&attr);
     return 0;
 }
@@ -876,12 +1178,15 @@ static void server_destroy(server_state *srv)
 {
     if (srv->stop_pipe[0] >= 0) {
         pthread_cond_destroy(&srv->changed);
+        pthread_cond_destroy(&srv->budget_cv);
         pthread_mutex_destroy(&srv->lock);
+        pthread_mutex_destroy(&srv->budget_lock);
         close(srv->stop_pipe[0]);
         close(srv->stop_pipe[1]);
     }
     free(srv->slots);
     free(srv->free_list);
+    free(srv->evicted);
 }
 
 int main(int argc, char **argv)
@@ -891,6 +1196,7 @@ int main(int argc, char **argv)
     char err[CONFIG_ERROR_MAX];
     uint8_t psk[NOISE_PSKLEN];
     config_status st;
+    unsigned stuck = 0;
     int rc = 1;
 
     log_init();
@@ -926,7 +1232,10 @@ int main(int argc, char **argv)
         log_line(LOG_ERROR, "Cannot start: %s", strerror(errno));
         goto destroy;
     }
-    rc = run(&srv, &cfg);
+    (void)log_start_writer(); /* without it lines are written directly */
+    rc = run(&srv, &cfg, &stuck);
+    if (stuck > 0)
+        goto wipe_psk; /* their threads still use the state: exit() ends them */
 destroy:
     server_destroy(&srv);
 wipe_psk:

@@ -34,16 +34,6 @@ static session_event fail(session *s, session_error_kind kind,
     return SESSION_ERROR;
 }
 
-/* The capacity to grow to: doubling, so that repeated growth stays linear. */
-static size_t grown_size(size_t cap, size_t need)
-{
-    size_t want = cap > 0 ? cap : 64;
-
-    while (want < need)
-        want = want > SIZE_MAX / 2 ? need : want * 2;
-    return want;
-}
-
 /* Grows *buf to at least need bytes; the buffers are reused across messages,
  * so the hot path allocates nothing once they have reached their size. For
  * wire bytes only: realloc frees the old block without wiping it. */
@@ -54,7 +44,7 @@ static int reserve(uint8_t **buf, size_t *cap, size_t need)
 
     if (need <= *cap)
         return 0;
-    want = grown_size(*cap, need);
+    want = framing_grow_size(*cap < 64 ? 64 : *cap, need, SIZE_MAX);
     grown = realloc(*buf, want);
     if (grown == NULL)
         return -1;
@@ -63,27 +53,29 @@ static int reserve(uint8_t **buf, size_t *cap, size_t need)
     return 0;
 }
 
-/* reserve() for plaintext: keeps the first used bytes, and wipes the old
- * block before freeing it so no copy of a message is left in the heap. */
-static int reserve_wiped(uint8_t **buf, size_t *cap, size_t used, size_t need)
+/* The noise reassembly buffer grown to hold need bytes (at most the message
+ * limit): keeps the bytes so far, and wipes the bytes the old block held
+ * before freeing it so no copy of a message is left in the heap. */
+static int reserve_msg(session *s, size_t need)
 {
     uint8_t *grown;
     size_t want;
 
-    if (need <= *cap)
+    if (need <= s->msg_cap)
         return 0;
-    want = grown_size(*cap, need);
+    want = framing_grow_size(s->msg_cap, need, s->max_message);
     grown = malloc(want);
     if (grown == NULL)
         return -1;
-    if (*buf != NULL) {
-        if (used > 0)
-            memcpy(grown, *buf, used);
-        sodium_memzero(*buf, *cap);
-        free(*buf);
+    if (s->msg != NULL) {
+        if (s->msg_len > 0)
+            memcpy(grown, s->msg, s->msg_len);
+        sodium_memzero(s->msg, s->msg_dirty);
+        free(s->msg);
     }
-    *buf = grown;
-    *cap = want;
+    s->msg = grown;
+    s->msg_cap = want;
+    s->msg_dirty = s->msg_len;
     return 0;
 }
 
@@ -143,7 +135,7 @@ void session_message(const session *s, const uint8_t **msg, size_t *len)
 {
     static const uint8_t empty[1]; /* never hand out NULL, even for "" */
 
-    *msg = s->msg_complete && s->msg != NULL ? s->msg : empty;
+    *msg = s->msg_complete && s->view != NULL ? s->view : empty;
     *len = s->msg_complete ? s->msg_len : 0;
 }
 
@@ -186,11 +178,26 @@ uint64_t session_unit_bytes(const session *s)
 
 /* ---- xor ---------------------------------------------------------------- */
 
+/* The plaintext goes into the decoder's frame buffer: in place when the
+ * frame was gathered there, else copied from the caller's bytes while
+ * decrypting. One buffer per connection, whatever the frame size. */
 static session_event xor_open(session *s, const uint8_t *payload, size_t len)
 {
-    if (reserve_wiped(&s->msg, &s->msg_cap, 0, len) < 0)
-        return fail(s, SESSION_ERR_NO_MEMORY, "out of memory");
-    crypto_xor_apply(s->msg, payload, len, s->key, s->key_len);
+    uint8_t *plain;
+
+    if (len == 0) {
+        s->view = NULL;
+    } else if (framing_decoder_frame_in_body(&s->decoder)) {
+        plain = s->decoder.body;
+        crypto_xor_apply(plain, plain, len, s->key, s->key_len);
+        s->view = plain;
+    } else {
+        plain = framing_decoder_scratch(&s->decoder, len);
+        if (plain == NULL)
+            return fail(s, SESSION_ERR_NO_MEMORY, "out of memory");
+        crypto_xor_apply(plain, payload, len, s->key, s->key_len);
+        s->view = plain;
+    }
     s->msg_len = len;
     s->msg_complete = 1;
     return SESSION_MESSAGE;
@@ -286,11 +293,14 @@ static session_event noise_transport_frame(session *s, const uint8_t *payload,
         s->error.limit = s->max_message;
         return fail(s, SESSION_ERR_MESSAGE_TOO_LARGE, "message too large");
     }
-    if (reserve_wiped(&s->msg, &s->msg_cap, s->msg_len, s->msg_len + data_len) < 0)
+    if (reserve_msg(s, s->msg_len + data_len) < 0)
         return fail(s, SESSION_ERR_NO_MEMORY, "out of memory");
     if (data_len > 0)
         memcpy(s->msg + s->msg_len, s->chunk + 1, data_len);
     s->msg_len += data_len;
+    if (s->msg_len > s->msg_dirty)
+        s->msg_dirty = s->msg_len;
+    s->view = s->msg;
     sodium_memzero(s->chunk, plain_len);
     if (marker == SESSION_MARKER_MORE) {
         s->in_message = 1;
@@ -363,19 +373,12 @@ static session_event bad_length(session *s)
     return fail(s, SESSION_ERR_FRAME_TOO_LARGE, "frame too large");
 }
 
-session_event session_feed(session *s, const uint8_t *data, size_t len,
-                           size_t *consumed)
+/* What a decoder status means for the session. */
+static session_event on_framing(session *s, framing_status st)
 {
     const uint8_t *payload;
     size_t payload_len;
-    framing_status st;
 
-    *consumed = 0;
-    if (s->state == SESSION_STATE_FAILED)
-        return SESSION_ERROR;
-    if (s->cipher == SESSION_XOR)
-        s->msg_complete = 0;
-    st = framing_decoder_feed(&s->decoder, data, len, consumed);
     switch (st) {
     case FRAMING_NEED_MORE:
         return SESSION_NEED_MORE;
@@ -393,6 +396,64 @@ session_event session_feed(session *s, const uint8_t *data, size_t len,
     if (s->state == SESSION_STATE_HANDSHAKE)
         return noise_handshake_frame(s, payload, payload_len);
     return noise_transport_frame(s, payload, payload_len);
+}
+
+session_event session_feed(session *s, const uint8_t *data, size_t len,
+                           size_t *consumed)
+{
+    *consumed = 0;
+    if (s->state == SESSION_STATE_FAILED)
+        return SESSION_ERROR;
+    if (s->cipher == SESSION_XOR)
+        s->msg_complete = 0;
+    return on_framing(s, framing_decoder_feed(&s->decoder, data, len, consumed));
+}
+
+size_t session_room(session *s, uint8_t **dst, size_t *room)
+{
+    if (s->state == SESSION_STATE_FAILED) {
+        *dst = NULL;
+        *room = 0;
+        return 0;
+    }
+    return framing_decoder_room(&s->decoder, dst, room);
+}
+
+int session_reserve_room(session *s, size_t n)
+{
+    size_t header, payload;
+
+    framing_decoder_pending(&s->decoder, &header, &payload);
+    return framing_decoder_reserve(&s->decoder, payload + n);
+}
+
+session_event session_commit(session *s, size_t n)
+{
+    if (s->state == SESSION_STATE_FAILED)
+        return SESSION_ERROR;
+    if (s->cipher == SESSION_XOR)
+        s->msg_complete = 0;
+    return on_framing(s, framing_decoder_commit(&s->decoder, n));
+}
+
+size_t session_unit_cap(const session *s)
+{
+    return s->cipher == SESSION_XOR ? s->decoder.body_cap : s->msg_cap;
+}
+
+size_t session_cap_after(const session *s, size_t n)
+{
+    size_t base = s->in_message ? s->msg_len : 0, header, payload;
+
+    if (s->cipher == SESSION_XOR)
+        return framing_decoder_cap_after(&s->decoder, n);
+    /* noise: the frame's payload so far and n more bytes, all message data
+     * at most (the tag and marker only make it less) */
+    framing_decoder_pending(&s->decoder, &header, &payload);
+    n = n > SIZE_MAX - payload ? SIZE_MAX : n + payload;
+    if (n > s->max_message - base)
+        n = s->max_message - base;
+    return framing_grow_size(s->msg_cap, base + n, s->max_message);
 }
 
 int session_seal(session *s, const uint8_t *msg, size_t len,
@@ -418,27 +479,28 @@ uint64_t session_frames(const session *s)
     return s->decoder.frames;
 }
 
-static void drop_wiped(uint8_t **buf, size_t *cap)
-{
-    sodium_memzero(*buf, *cap);
-    free(*buf);
-    *buf = NULL;
-    *cap = 0;
-}
-
 void session_trim(session *s, size_t keep)
 {
     framing_decoder_trim(&s->decoder, keep);
+    if (s->cipher == SESSION_XOR && s->decoder.body == NULL) {
+        s->view = NULL; /* the last message lived there */
+        s->msg_complete = 0;
+    }
     if (s->in_message)
         return; /* the message so far lives in s->msg */
     if (s->msg_cap > keep) {
-        drop_wiped(&s->msg, &s->msg_cap);
-        s->msg_len = 0;
+        sodium_memzero(s->msg, s->msg_dirty);
+        free(s->msg);
+        s->msg = NULL;
+        s->msg_cap = s->msg_dirty = s->msg_len = 0;
         s->msg_complete = 0;
+        s->view = NULL;
     }
     if (s->out_cap > keep) {
-        drop_wiped(&s->out, &s->out_cap);
-        s->out_len = 0;
+        sodium_memzero(s->out, s->out_cap);
+        free(s->out);
+        s->out = NULL;
+        s->out_cap = s->out_len = 0;
     }
 }
 
@@ -451,7 +513,7 @@ void session_free(session *s)
         sodium_memzero(s->chunk, NOISE_MAX_MESSAGE);
     free(s->chunk);
     if (s->msg != NULL)
-        sodium_memzero(s->msg, s->msg_cap);
+        sodium_memzero(s->msg, s->msg_dirty);
     free(s->msg);
     free(s->out);
     framing_decoder_free(&s->decoder);

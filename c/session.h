@@ -78,8 +78,9 @@ typedef struct {
     noise_cipher tx, rx;
     uint8_t *chunk; /* noise: one decrypted or to-be-encrypted chunk */
     framing_decoder decoder;
-    uint8_t *msg; /* the last received message (reassembled) */
-    size_t msg_len, msg_cap;
+    uint8_t *msg; /* noise: the last received message (reassembled) */
+    size_t msg_len, msg_cap, msg_dirty;
+    const uint8_t *view; /* the last message: xor in the decoder's body, noise msg */
     int msg_complete;
     int in_message; /* noise: chunks of an unfinished message received */
     uint8_t *out; /* frames to write */
@@ -140,6 +141,22 @@ const session_error *session_error_info(const session *s);
 
 /* Frames completed so far (handshake and transport). */
 uint64_t session_frames(const session *s);
+
+/* Reading straight into the frame buffer, for large payloads (no copy):
+ * session_room() says how many payload bytes of the current frame are still
+ * to come (0: not inside a payload, read and feed instead) and where *room
+ * of them fit now; session_reserve_room(s, n) makes room for n of them
+ * (the buffer grows); after writing k bytes at *dst, session_commit(s, k)
+ * returns the event as session_feed would. */
+size_t session_room(session *s, uint8_t **dst, size_t *room);
+int session_reserve_room(session *s, size_t n);
+session_event session_commit(session *s, size_t n);
+
+/* The capacity of the buffer that holds a message as it arrives (xor: the
+ * frame buffer, noise: the reassembly buffer), now and once n more bytes
+ * of input have arrived: what the server's memory budget counts. */
+size_t session_unit_cap(const session *s);
+size_t session_cap_after(const session *s, size_t n);
 
 /* Between messages: frees (wiped) every buffer above keep bytes, so that
  * one large message does not pin its memory for the connection's life. */

@@ -295,6 +295,8 @@ NOT_FROM_A_COMMAND_LINE = {
     "[ERROR] Cannot accept a connection: <strerror>": "a rare system failure",
     "[ERROR] Client refused: PEER: <strerror>": "a rare system failure",
     "[ERROR] Cannot derive the key: ...": "a rare system failure",
+    "[ERROR] Log output blocked: N lines not written":
+        "needs a standard output left unread through a shutdown",
 }
 PLACEHOLDERS = re.compile(r"<[^>]+>|\.\.\.|\b(?:HOST|TARGET|PATH|ADDR|PORT|N|M|K)\b")
 
