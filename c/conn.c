@@ -81,13 +81,15 @@ static conn_victim victim(long slot, conn_evict_reason reason, uint64_t value)
     return v;
 }
 
-static long quiet_longest(const conn_slot *slots, size_t n)
+/* The QUIET slot quiet longest among those quiet since quiet_before or
+ * earlier, -1 if none. */
+static long quiet_longest(const conn_slot *slots, size_t n, int64_t quiet_before)
 {
     long best = -1;
     size_t i;
 
     for (i = 0; i < n; i++) {
-        if (slots[i].state != CONN_SLOT_QUIET)
+        if (slots[i].state != CONN_SLOT_QUIET || slots[i].quiet_since > quiet_before)
             continue;
         if (best < 0 || slots[i].quiet_since < slots[best].quiet_since)
             best = (long)i;
@@ -95,17 +97,22 @@ static long quiet_longest(const conn_slot *slots, size_t n)
     return best;
 }
 
+static conn_victim idle_victim(const conn_slot *slots, long i, int64_t now)
+{
+    return victim(i, CONN_EVICT_IDLE,
+                  now > slots[i].quiet_since
+                      ? (uint64_t)(now - slots[i].quiet_since) / 1000u : 0);
+}
+
 conn_victim conn_choose_victim(const conn_slot *slots, size_t n, int64_t now,
                                uint32_t min_rate)
 {
-    long best = quiet_longest(slots, n);
+    long best = quiet_longest(slots, n, now - CONN_QUIET_MIN_MS);
     uint64_t rate, best_rate = 0;
     size_t i;
 
     if (best >= 0)
-        return victim(best, CONN_EVICT_IDLE,
-                      now > slots[best].quiet_since
-                          ? (uint64_t)(now - slots[best].quiet_since) / 1000u : 0);
+        return idle_victim(slots, best, now);
     for (i = 0; i < n; i++) {
         if (slots[i].state != CONN_SLOT_BUSY || slots[i].unit_start < 0)
             continue;
@@ -115,9 +122,14 @@ conn_victim conn_choose_victim(const conn_slot *slots, size_t n, int64_t now,
             best_rate = rate;
         }
     }
-    if (best < 0)
-        return victim(-1, CONN_EVICT_NONE, 0);
-    return victim(best, CONN_EVICT_SLOW, best_rate);
+    if (best >= 0)
+        return victim(best, CONN_EVICT_SLOW, best_rate);
+    /* a connection quiet for less than CONN_QUIET_MIN_MS: often a client
+     * just accepted, about to send; only when nobody else qualifies */
+    best = quiet_longest(slots, n, INT64_MAX);
+    if (best >= 0)
+        return idle_victim(slots, best, now);
+    return victim(-1, CONN_EVICT_NONE, 0);
 }
 
 unsigned conn_default_max_clients(uint64_t soft_limit, unsigned max)

@@ -8,8 +8,9 @@
  *   frame      a frame begun:  frame_start + --frame-timeout + length / --min-rate
  *   handshake  noise, until it completes: accepted + --frame-timeout
  * The server evicts, when full, the connection quiet longest among those
- * with no frame, message or handshake in progress, and when none is quiet
- * the one inside a frame progressing slowest, below --min-rate.
+ * with no frame, message or handshake in progress (quiet for a second at
+ * least), else the one inside a frame progressing slowest, below
+ * --min-rate, else one quiet for less than a second.
  */
 #ifndef SECUREMSG_CONN_H
 #define SECUREMSG_CONN_H
@@ -98,9 +99,13 @@ typedef struct {
  * max(now - start, 1000)). */
 uint64_t conn_unit_rate(uint64_t bytes, int64_t start, int64_t now);
 
+/* Quiet this long before quiet comes first in the eviction order. */
+#define CONN_QUIET_MIN_MS 1000
+
 /* The connection a full server evicts (PROTOCOL.md 9): the QUIET slot with
- * the oldest quiet_since; if none, the BUSY slot inside a unit with the
- * lowest rate, provided that rate is below min_rate. The lowest index wins
+ * the oldest quiet_since, if that is CONN_QUIET_MIN_MS ago or more; else
+ * the BUSY slot inside a unit with the lowest rate, provided that rate is
+ * below min_rate; else the QUIET slot quiet longest. The lowest index wins
  * a tie. */
 conn_victim conn_choose_victim(const conn_slot *slots, size_t n, int64_t now,
                                uint32_t min_rate);

@@ -30,6 +30,7 @@ static struct {
     uint64_t writing_lines;  /* lines in it */
     log_queue q[2];          /* standard output, standard error */
     uint64_t dropped;
+    size_t big_bytes;        /* long lines being built (log_emit's gate) */
     pthread_cond_t work;     /* lines queued and nobody writing */
     pthread_cond_t done;     /* a write finished (room, idle) */
 } lw = {.work = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
@@ -49,6 +50,8 @@ static const struct {
 #define LOG_COLOR_RESET "\033[0m"
 #define LOG_STACK_LINE 2048
 #define LOG_KEEP_BUF (1u << 20) /* a writer buffer larger than this is freed */
+#define LOG_SHORT_LINE 1024
+#define LOG_BIG_LINE 65536
 
 void log_init(void)
 {
@@ -238,6 +241,8 @@ static int queue_put(log_queue *q, const char *line, size_t len)
 /* One whole line to fd, in order with every other line of that stream. */
 static void log_put(int fd, const char *line, size_t len)
 {
+    size_t limit;
+
     pthread_mutex_lock(&log_mutex);
     if (!lw.started) {
         write_all(fd, line, len);
@@ -261,13 +266,39 @@ static void log_put(int fd, const char *line, size_t len)
     /* a full queue makes the logging thread wait, except in a shutdown:
      * the drain never waits for the log (what it adds is bounded by the
      * frames the connections finish) */
+    /* short lines (connects, errors, small messages) have room of their
+     * own beyond the limit, so a queue full of 1 MiB messages does not hold
+     * up a client that has just connected */
+    limit = len <= LOG_SHORT_LINE ? 2 * LOG_QUEUE_MAX : LOG_QUEUE_MAX;
     while (!lw.finished && !lw.draining && queued_bytes() > 0 &&
-           queued_bytes() + len > LOG_QUEUE_MAX)
+           queued_bytes() + len > limit)
         pthread_cond_wait(&lw.done, &log_mutex);
     if (lw.finished || queue_put(&lw.q[fd == STDERR_FILENO], line, len) < 0)
         lw.dropped++;
     else if (!lw.writing)
         pthread_cond_signal(&lw.work);
+    pthread_mutex_unlock(&log_mutex);
+}
+
+/* Long lines (a 1 MiB message escapes to up to 4 MiB) are built a few at a
+ * time: threads that finished large messages wait here, before allocating,
+ * rather than each holding a line's buffer while the log catches up. Not
+ * during a shutdown, when nothing waits for the log. */
+static void big_line_enter(size_t len)
+{
+    pthread_mutex_lock(&log_mutex);
+    while (lw.started && !lw.draining && !lw.finished && lw.big_bytes > 0 &&
+           lw.big_bytes + len > LOG_QUEUE_MAX)
+        pthread_cond_wait(&lw.done, &log_mutex);
+    lw.big_bytes += len;
+    pthread_mutex_unlock(&log_mutex);
+}
+
+static void big_line_leave(size_t len)
+{
+    pthread_mutex_lock(&log_mutex);
+    lw.big_bytes -= len;
+    pthread_cond_broadcast(&lw.done);
     pthread_mutex_unlock(&log_mutex);
 }
 
@@ -388,10 +419,12 @@ static void log_emit(log_level level, const char *text, size_t text_len,
     if (fixed < text_len || raw_len > (SIZE_MAX - fixed) / LOG_ESCAPE_MAX_PER_BYTE)
         return; /* cannot be held in memory anyway */
     total = fixed + raw_len * LOG_ESCAPE_MAX_PER_BYTE;
+    if (total > LOG_BIG_LINE)
+        big_line_enter(total);
     if (total > sizeof stack) {
         line = malloc(total);
         if (line == NULL)
-            return;
+            goto leave;
     }
     pos = put_tag(line, level, color);
     memcpy(line + pos, text, text_len);
@@ -408,6 +441,9 @@ static void log_emit(log_level level, const char *text, size_t text_len,
     log_put(fd, line, pos);
     if (line != stack)
         free(line);
+leave:
+    if (total > LOG_BIG_LINE)
+        big_line_leave(total);
 }
 
 void log_line(log_level level, const char *fmt, ...)

@@ -64,7 +64,7 @@ void log_raw(int fd, const char *text, size_t len);
  *                   counted), nobody waits for the log any more. Returns the
  *                   count of lines not written.
  */
-#define LOG_QUEUE_MAX (16u << 20)
+#define LOG_QUEUE_MAX (4u << 20)
 int log_start_writer(void);
 void log_draining(void);
 uint64_t log_finish(int64_t until_ms);

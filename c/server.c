@@ -39,14 +39,20 @@
 #define SERVER_ALLOWANCE 65536  /* bytes of a frame a connection holds unbudgeted */
 #define SERVER_KEEP_BUF 65536   /* larger buffers are released once quiet ... */
 #define SERVER_KEEP_MS 1000     /* ... for this long */
+#define SERVER_PUBLISH_MS 100   /* a unit's progress, for eviction, refreshed */
 #define SERVER_THREAD_STACK (256 * 1024)
 #define SERVER_EVICTION_WAIT_MS 2000 /* for an evicted client's thread to end */
 #define SERVER_MMAP_THRESHOLD (128 * 1024)
 #define SERVER_ACCEPT_BATCH 64 /* accepts per wake-up of the accept loop */
 #define SERVER_BACKLOG_MAX 65536 /* accepts at shutdown (the backlog is smaller) */
 #define SERVER_DISCARD_READS 256 /* 4 MiB of unread bytes discarded at most */
-#define SERVER_EXIT_GRACE_MS 500 /* after the drain deadline: threads to end ... */
-#define SERVER_LOG_GRACE_MS 900  /* ... and the log to be written */
+#define SERVER_EXIT_GRACE_MS 300 /* after the drain deadline: threads to end ... */
+#define SERVER_LOG_GRACE_MS 700  /* ... and the log to be written */
+
+typedef struct budget_waiter {
+    struct budget_waiter *next;
+    pthread_cond_t cv;
+} budget_waiter;
 
 typedef struct {
     const config *cfg;
@@ -66,7 +72,7 @@ typedef struct {
     atomic_int *evicted;    /* per slot: chosen by the acceptor (read unlocked) */
     /* the memory budget (PROTOCOL.md 4, 9), under budget_lock */
     pthread_mutex_t budget_lock;
-    pthread_cond_t budget_cv; /* reservations returned, eviction or drain */
+    budget_waiter *wait_head, *wait_tail; /* connections paused, in order */
     uint64_t buffered;        /* reserved by all connections */
     unsigned budget_waiters;
     atomic_uint waiting;      /* budget_waiters, for unlocked reads */
@@ -84,6 +90,7 @@ typedef struct {
     int64_t unit_start;  /* the unit in progress (conn.h): first byte, -1 = none */
     int64_t keep_until;  /* a large buffer kept while quiet: release then, -1 = none */
     uint64_t charged;    /* reserved from the memory budget */
+    int64_t published_start, published_at; /* the slot's copy of the unit */
     uint64_t messages;   /* messages answered (and the handshake): units ended */
     char peer[NET_ADDR_MAX];
 } client_conn;
@@ -280,6 +287,15 @@ static uint64_t charge_for(size_t cap)
     return cap > SERVER_ALLOWANCE ? cap - SERVER_ALLOWANCE : 0;
 }
 
+/* Waiters queue in arrival order, each on a condition of its own: a
+ * release wakes the first one only (no herd of thousands of threads), and
+ * a later one never overtakes it. Lock held. */
+static void budget_signal_head(server_state *srv)
+{
+    if (srv->wait_head != NULL)
+        pthread_cond_signal(&srv->wait_head->cv);
+}
+
 static void budget_release(client_conn *c, uint64_t n)
 {
     server_state *srv = c->srv;
@@ -287,8 +303,7 @@ static void budget_release(client_conn *c, uint64_t n)
     pthread_mutex_lock(&srv->budget_lock);
     srv->buffered -= n;
     c->charged -= n;
-    if (srv->budget_waiters > 0)
-        pthread_cond_broadcast(&srv->budget_cv);
+    budget_signal_head(srv);
     pthread_mutex_unlock(&srv->budget_lock);
 }
 
@@ -301,15 +316,18 @@ static void budget_settle(client_conn *c, const session *s)
         budget_release(c, c->charged - need);
 }
 
-/* Wakes connections waiting for the budget (eviction, shutdown). */
+/* Wakes every waiter (eviction, shutdown): each looks at why. */
 static void budget_wake(server_state *srv)
 {
+    budget_waiter *w;
+
     pthread_mutex_lock(&srv->budget_lock);
-    pthread_cond_broadcast(&srv->budget_cv);
+    for (w = srv->wait_head; w != NULL; w = w->next)
+        pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&srv->budget_lock);
 }
 
-static void budget_timedwait(server_state *srv, int64_t until)
+static void budget_timedwait(server_state *srv, budget_waiter *w, int64_t until)
 {
     struct timespec ts;
     int64_t left = until - conn_now_ms();
@@ -323,24 +341,61 @@ static void budget_timedwait(server_state *srv, int64_t until)
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
-    pthread_cond_timedwait(&srv->budget_cv, &srv->budget_lock, &ts);
+    pthread_cond_timedwait(&w->cv, &srv->budget_lock, &ts);
 }
 
-/* Paused: waits until extra bytes fit, or the connection's deadline (or the
- * drain's) passes, or it is evicted. Lock held. 0 when reserved. */
-static int budget_wait_locked(client_conn *c, const session *s, uint64_t extra)
+static void budget_enqueue(server_state *srv, budget_waiter *w)
 {
-    server_state *srv = c->srv;
-    conn_deadline d;
-    int64_t now, drain;
-    int rc = -1;
+    pthread_condattr_t attr;
 
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    w->next = NULL;
+    if (srv->wait_tail != NULL)
+        srv->wait_tail->next = w;
+    else
+        srv->wait_head = w;
+    srv->wait_tail = w;
     if (srv->budget_waiters++ == 0)
         log_line(LOG_INFO, "Memory budget full (limit %llu bytes): pausing reads "
                  "of large frames", (unsigned long long)srv->cfg->max_buffered);
     atomic_store(&srv->waiting, srv->budget_waiters);
+}
+
+static void budget_dequeue(server_state *srv, budget_waiter *w)
+{
+    budget_waiter **p, *prev = NULL;
+
+    for (p = &srv->wait_head; *p != NULL; prev = *p, p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    if (srv->wait_tail == w)
+        srv->wait_tail = prev;
+    pthread_cond_destroy(&w->cv);
+    budget_signal_head(srv); /* the next one may fit now */
+    if (--srv->budget_waiters == 0)
+        log_line(LOG_INFO, "Memory budget available again: resuming reads");
+    atomic_store(&srv->waiting, srv->budget_waiters);
+}
+
+/* Paused: waits its turn until extra bytes fit, or the connection's
+ * deadline (or the drain's) passes, or it is evicted. Lock held. 0 when
+ * reserved. */
+static int budget_wait_locked(client_conn *c, const session *s, uint64_t extra)
+{
+    server_state *srv = c->srv;
+    budget_waiter w;
+    conn_deadline d;
+    int64_t now, drain;
+    int rc = -1;
+
+    budget_enqueue(srv, &w);
     for (;;) {
-        if (srv->buffered + extra <= srv->cfg->max_buffered) {
+        if (srv->wait_head == &w && srv->buffered + extra <= srv->cfg->max_buffered) {
             srv->buffered += extra;
             c->charged += extra;
             rc = 0;
@@ -367,11 +422,9 @@ static int budget_wait_locked(client_conn *c, const session *s, uint64_t extra)
                          d.seconds);
             break;
         }
-        budget_timedwait(srv, drain != 0 && drain < d.at ? drain : d.at);
+        budget_timedwait(srv, &w, drain != 0 && drain < d.at ? drain : d.at);
     }
-    if (--srv->budget_waiters == 0)
-        log_line(LOG_INFO, "Memory budget available again: resuming reads");
-    atomic_store(&srv->waiting, srv->budget_waiters);
+    budget_dequeue(srv, &w);
     return rc;
 }
 
@@ -387,8 +440,8 @@ static int budget_reserve(client_conn *c, const session *s, size_t cap_after)
         return 0;
     extra = need - c->charged;
     pthread_mutex_lock(&srv->budget_lock);
-    if (srv->budget_waiters == 0 && srv->buffered + extra <= srv->cfg->max_buffered) {
-        srv->buffered += extra; /* first come: no overtaking the waiters */
+    if (srv->wait_head == NULL && srv->buffered + extra <= srv->cfg->max_buffered) {
+        srv->buffered += extra; /* no overtaking the waiters */
         c->charged += extra;
     } else {
         rc = budget_wait_locked(c, s, extra);
@@ -401,6 +454,7 @@ static int budget_reserve(client_conn *c, const session *s, size_t cap_after)
 static void release_kept(client_conn *c, session *s)
 {
     c->keep_until = -1;
+    c->published_start = -2;
     session_trim(s, SERVER_KEEP_BUF);
     budget_settle(c, s);
 }
@@ -629,7 +683,11 @@ static ssize_t read_some(client_conn *c, session *s, uint8_t *buf, size_t cap,
     }
     want = left < SERVER_BODY_READ ? left : SERVER_BODY_READ;
     if (room < want) {
-        if (budget_reserve(c, s, session_cap_after(s, want)) < 0)
+        /* xor: the rest of the frame at once, so that connections holding
+         * parts of frames cannot share out the budget with none of them
+         * able to finish; noise messages have no announced length */
+        if (budget_reserve(c, s, session_cap_after(s, c->srv->cipher == SESSION_XOR
+                                                            ? left : want)) < 0)
             return -2;
         if (session_reserve_room(s, want) < 0) {
             log_line(LOG_ERROR, "Receive from %s failed: %s", c->peer,
@@ -671,10 +729,19 @@ static int serve_chunk(client_conn *c, session *s, uint8_t *buf, size_t cap)
     if (rc < 0)
         return -1;
     track_frame(c, s, read_at, frames_before, messages_before);
-    if (c->charged > 0)
+    /* a frame in progress keeps what it reserved (xor: all of it) */
+    if (c->charged > 0 && session_frames(s) != frames_before)
         budget_settle(c, s);
-    if (!conn_quiet(&c->t))
+    if (!conn_quiet(&c->t)) {
+        /* the eviction rule's view, refreshed now and then: every read
+         * would make thousands of busy connections queue on the lock */
+        if (c->unit_start == c->published_start &&
+            read_at - c->published_at < SERVER_PUBLISH_MS)
+            return 0;
+        c->published_start = c->unit_start;
+        c->published_at = read_at;
         return publish_progress(c, session_unit_bytes(s));
+    }
     if (session_unit_cap(s) > SERVER_KEEP_BUF) /* frames may keep coming */
         c->keep_until = atomic_load(&c->srv->waiting) > 0 ? read_at
                                                            : read_at + SERVER_KEEP_MS;
@@ -883,6 +950,7 @@ static client_conn *new_conn(server_state *srv, int fd, const char *peer)
     c->t.handshaking = srv->cipher == SESSION_NOISE;
     c->unit_start = c->t.handshaking ? now : -1;
     c->keep_until = -1;
+    c->published_start = -2;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     return c;
 }
@@ -1169,7 +1237,6 @@ static int server_init(server_state *srv, const config *cfg)
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&srv->changed, &attr);
-    pthread_cond_init(&srv->budget_cv, &attr);
     pthread_condattr_destroy(&attr);
     return 0;
 }
@@ -1178,7 +1245,6 @@ static void server_destroy(server_state *srv)
 {
     if (srv->stop_pipe[0] >= 0) {
         pthread_cond_destroy(&srv->changed);
-        pthread_cond_destroy(&srv->budget_cv);
         pthread_mutex_destroy(&srv->lock);
         pthread_mutex_destroy(&srv->budget_lock);
         close(srv->stop_pipe[0]);
