@@ -19,6 +19,10 @@ from .process import Output, ProcResult
 from .registry import Implementation
 
 NOISE_KEY_LENGTH = 32
+#: the lab's own relay (securemsg_lab.wire.mitm), run as a program beside a server
+RELAY_MODULE = "securemsg_lab.wire.mitm"
+#: tcpdump writing every packet of one TCP port to stdout as pcap, unbuffered
+TCPDUMP_OPTIONS = ("-p", "-n", "--immediate-mode", "-U", "-s", "0", "-w", "-")
 
 
 class BackendError(Exception):
@@ -122,8 +126,28 @@ class Interactive(ABC):
         """End of input; wait for the client to exit."""
 
 
+class Tool(ABC):
+    """A helper program run beside a server (tcpdump, the relay): its output as it comes.
+    `target`: where clients reach it (the relay), `display`: its command as typed."""
+
+    display: list[str]
+    output: Output  # stdout byte for byte (tcpdump: pcap)
+    errors: Output
+    target: tuple[str, int] = ("", 0)
+
+    @abstractmethod
+    def interrupt(self) -> None:
+        """SIGINT: tcpdump flushes its last packets on the way out."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> None:
+        """Until it has exited (killed after `timeout`) and its output is complete."""
+
+
 class Backend(ABC):
     name: str
+    #: where the programs run, in words (the demo says it)
+    description: str = ""
     #: clients in the matrix's concurrency case
     concurrent_clients: int = 20
     #: where the programs are, in an implementation's entry ("local" or "docker")
@@ -179,6 +203,22 @@ class Backend(ABC):
         """An address of this machine this process can listen on and that client
         programs reach (the fake servers of the client error cases)."""
 
+    @abstractmethod
+    def display(self, impl: Implementation, argv: list[str], *, interactive: bool = False,
+                connects: bool = True, alias: str | None = None) -> list[str]:
+        """`argv` (a program prefix and its arguments) as a user would type it here
+        (`alias`: a server reached by that name)."""
+
+    @abstractmethod
+    def start_tcpdump(self, cell: Cell, server: Server) -> Tool | None:
+        """tcpdump on `server`'s port, pcap on its stdout; None where there is no tcpdump."""
+
+    @abstractmethod
+    def start_relay(self, cell: Cell, server: Server, flags: list[str],
+                    alias: str = "relay") -> Tool:
+        """The lab's relay in front of `server` (RELAY_MODULE with `flags`), listening
+        (`alias`: the name clients reach it by, where names are used)."""
+
     def finish_cell(self, cell: Cell) -> None:  # noqa: B027 - optional hook
         """Release whatever the cell still holds (called even after a failure)."""
 
@@ -190,3 +230,25 @@ class Backend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_backend(name: str | None = None, *, rebuild: bool = False,
+                 **docker_options: str) -> Backend:
+    """The one backend factory: `local`, `docker`, or None (Docker when an engine answers or
+    REQUIRE_DOCKER=1, else local processes). BackendUnavailable when it cannot run here.
+    `docker_options`: the Docker backend's label and network prefix."""
+    if name not in (None, "local", "docker"):
+        raise ValueError(f"unknown backend {name!r}")
+    if name != "local":
+        from .docker import engine_answers, required  # the Docker SDK is imported only here
+
+        answers = engine_answers()
+        if name == "docker" or required() or answers:
+            if not answers:
+                raise BackendUnavailable("no Docker engine answers")
+            from .docker import DockerBackend
+
+            return DockerBackend(rebuild=rebuild, **docker_options)
+    from .local import LocalBackend
+
+    return LocalBackend()

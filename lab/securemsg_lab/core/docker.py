@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import io
 import os
 import secrets
 import shutil
@@ -27,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -46,18 +48,25 @@ import docker
 from . import timeouts
 from .backend import (
     NOISE_KEY_LENGTH,
+    RELAY_MODULE,
+    TCPDUMP_OPTIONS,
     Backend,
     BackendError,
     BackendUnavailable,
     Cell,
     Interactive,
     Server,
+    Tool,
 )
 from .paths import COMPOSE_FILE, REPO
 from .process import LaunchError, Output, ProcResult, listening_port
 from .registry import Implementation
 
 KEY_PATH = "/run/securemsg.psk"
+RELAY_PORT = 6000
+#: what the capture service of compose.yaml says about privileges (NET_RAW and no more)
+CAPTURE_OPTIONS = ("init", "read_only", "cap_drop", "cap_add", "security_opt")
+PACKAGE = Path(__file__).resolve().parents[1]  # securemsg_lab, copied into the relay
 NAMED_PORT = 5000  # a server on an endpoint of its own listens where the lab's do
 #: compose.yaml's x-common, for images that do not come from compose.yaml
 HARDENING: dict[str, Any] = {"init": True, "read_only": True, "cap_drop": ["ALL"],
@@ -115,6 +124,36 @@ def exec_frames(raw: Any) -> Iterator[tuple[int, bytes]]:
     (docker/docker-py#3332), so its `demux=True` cannot be used here."""
     while len(header := raw.read(8)) == 8:
         yield header[0], raw.read(int.from_bytes(header[4:8], "big"))
+
+
+def package_archive() -> bytes:
+    """A tar of the securemsg_lab package's modules (what the relay imports)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(PACKAGE.rglob("*.py")):
+            tar.add(path, arcname=str(Path(PACKAGE.name) / path.relative_to(PACKAGE)))
+    return buffer.getvalue()
+
+
+class DockerTool(Tool):
+    """tcpdump or the relay in a container of the run, its output attached byte for byte;
+    removed once it has exited (an alias is then free again)."""
+
+    def __init__(self, container: Any, output: Output, errors: Output,
+                 display: list[str]) -> None:
+        self.container, self.output, self.errors, self.display = (
+            container, output, errors, display)
+
+    def interrupt(self) -> None:
+        with contextlib.suppress(*API_ERRORS):
+            self.container.kill(signal="SIGINT")
+
+    def wait(self, timeout: float) -> None:
+        with contextlib.suppress(*API_ERRORS):
+            self.container.wait(timeout=timeout)
+        self.output.wait_closed(timeouts.scaled(timeouts.STOP))
+        with contextlib.suppress(*API_ERRORS):
+            self.container.remove(force=True)
 
 
 class DockerServer(Server):
@@ -349,6 +388,9 @@ class DockerBackend(Backend):
         self.labels = {"securemsg.test": "1", label: self.run_id}
         self.label_filter = f"{label}={self.run_id}"
         self.network_name = f"{prefix}-{self.run_id}"
+        self.description = (
+            f"containers of the lab images on network {self.network_name}; clients run as "
+            "docker exec in a container of their image, shown as the docker run they equal")
         try:
             self.client = docker.from_env(timeout=120, max_pool_size=64)
             self.client.ping()
@@ -356,6 +398,7 @@ class DockerBackend(Backend):
             raise BackendUnavailable(f"no Docker engine answers: {error}") from error
         self._lock = threading.Lock()
         self.images: dict[str, Image] = {}
+        self._impls: dict[str, Implementation] = {}
         self._cells: dict[str, list[Any]] = {}
         self._holders: dict[tuple[str, str], Any] = {}
         self._holder_ports: dict[tuple[str, str], int] = {}
@@ -389,6 +432,7 @@ class DockerBackend(Backend):
                 self._ensure_image(image)
                 with self._lock:
                     self.images[impl.name] = image
+                    self._impls[impl.name] = impl
         # Every holder up front and in parallel, not lazily by the first cell needing it.
         wanted = [(impl, purpose) for impl in impls for purpose in ("clients", "servers",
                                                                    "stopped")]
@@ -617,6 +661,68 @@ class DockerBackend(Backend):
         """The client holder's own loopback, beside its idle server's port."""
         busy = self._holder_ports.get((impl.name, "clients"))
         return "127.0.0.1", 5000 if busy != 5000 else 5001
+
+    def display(self, impl: Implementation, argv: list[str], *, interactive: bool = False,
+                connects: bool = True, alias: str | None = None) -> list[str]:
+        """The `docker run` that equals what runs (clients are execs in a holder)."""
+        if alias is not None:
+            options = ["-d", "--network", self.network_name, "--network-alias", alias]
+        else:
+            options = ["--rm", *(["-i"] if interactive else [])]
+            options += ["--network", self.network_name] if connects else []
+        return ["docker", "run", *options, self.images[impl.name].tag, *argv]
+
+    def start_tcpdump(self, cell: Cell, server: Server) -> Tool | None:
+        """tcpdump of compose.yaml's `capture` service in the server's network namespace;
+        None when that image is not there."""
+        try:
+            service = compose_service("capture")
+            self.client.images.get(service["image"])
+        except (*API_ERRORS, BackendUnavailable, KeyError):
+            return None
+        if not isinstance(server, DockerServer):
+            raise BackendError("tcpdump joins a server of this backend only")
+        netns = server.holder or server.container
+        command = ["tcpdump", "-i", "eth0", *TCPDUMP_OPTIONS, f"tcp port {server.raw_port}"]
+        options = {key: service[key] for key in CAPTURE_OPTIONS if key in service}
+        try:
+            container = self.create(cell, "tcpdump", service["image"], command, **options,
+                                    network_mode=f"container:{netns.id}")
+            output, errors = self.attach(container)
+            container.start()
+        except API_ERRORS as error:
+            raise BackendError(f"tcpdump did not start: {error}") from error
+        display = ["docker", "run", "--rm", "--network", f"container:{server.client_host}",
+                   service["image"], *command]
+        return DockerTool(container, output, errors, display)
+
+    def start_relay(self, cell: Cell, server: Server, flags: list[str],
+                    alias: str = "relay") -> Tool:
+        """The relay in a container of a Python image, reached as ALIAS:6000."""
+        python = next((impl for impl in self._impls.values()
+                       if impl.docker_server[:1] in (("python3",), ("python",))), None)
+        if python is None:
+            raise BackendError("the relay needs the image of an implementation run by python3")
+        image = self.images[python.name].tag
+        command = ["python3", "-m", RELAY_MODULE, "--listen", f"0.0.0.0:{RELAY_PORT}",
+                   "--upstream", f"{server.client_host}:{server.client_port}", *flags]
+        endpoint = self.client.api.create_endpoint_config(aliases=[alias])
+        try:
+            container = self.create(cell, alias, image, command, cap_drop=["ALL"],
+                                    environment={"PYTHONPATH": "/tmp:/app"},  # noqa: S108
+                                    networking_config={self.network_name: endpoint})
+            container.put_archive("/tmp", package_archive())  # noqa: S108 - in the container
+            output, errors = self.attach(container)
+            container.start()
+        except API_ERRORS as error:
+            raise BackendError(f"the relay container did not start: {error}") from error
+        tool = DockerTool(container, output, errors,
+                          ["docker", "run", "--network", self.network_name, image, *command])
+        if not output.wait_for(r"^\[MITM\] Listening", timeout=cell.remaining(20.0)):
+            tool.wait(timeouts.scaled(timeouts.STOP))
+            raise BackendError(f"the relay did not start: {errors.snapshot()[-300:]!r}")
+        tool.target = (alias, RELAY_PORT)
+        return tool
 
     def harness_address(self) -> str:
         """The run network's gateway: this host's own address on that bridge."""

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -14,12 +15,17 @@ from pathlib import Path
 from . import timeouts
 from .backend import (
     NOISE_KEY_LENGTH,
+    RELAY_MODULE,
+    TCPDUMP_OPTIONS,
     Backend,
+    BackendError,
     BackendUnavailable,
     Cell,
     Interactive,
     Server,
+    Tool,
 )
+from .paths import REPO
 from .process import PIPE, LaunchError, Process, ProcResult, run
 from .registry import Implementation
 
@@ -73,9 +79,25 @@ class LocalInteractive(Interactive):
         return self.cell.record(self.process.wait(timeout))
 
 
+class LocalTool(Tool):
+    """tcpdump or the relay as a local process, in a session of its own."""
+
+    def __init__(self, argv: list[str], display: list[str]) -> None:
+        self.argv, self.display = argv, display
+        self.process = Process(argv, role=Path(argv[0]).name, new_session=True)
+        self.output, self.errors = self.process.out, self.process.err
+
+    def interrupt(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+
+    def wait(self, timeout: float) -> None:
+        self.process.wait(timeout)
+
+
 class LocalBackend(Backend):
     name = "local"
     where = "local"
+    description = "local processes on 127.0.0.1"
     concurrent_clients = 50
 
     def __init__(self) -> None:
@@ -84,7 +106,7 @@ class LocalBackend(Backend):
         self._tmp = Path(tempfile.mkdtemp(prefix="securemsg-lab-"))
         self._key = self._tmp / "noise.psk"
         self._key.write_bytes(os.urandom(NOISE_KEY_LENGTH))
-        self._cells: dict[str, list[LocalServer | LocalInteractive]] = {}
+        self._cells: dict[str, list[LocalServer | LocalInteractive | LocalTool]] = {}
         self._held: dict[str, list[socket.socket]] = {}
 
     def prepare(self, impls: list[Implementation]) -> None:
@@ -113,7 +135,7 @@ class LocalBackend(Backend):
     def key_bytes(self) -> bytes:
         return self._key.read_bytes()
 
-    def _track(self, cell: Cell, thing: LocalServer | LocalInteractive) -> None:
+    def _track(self, cell: Cell, thing: LocalServer | LocalInteractive | LocalTool) -> None:
         with self._lock:
             self._cells.setdefault(cell.cell_id, []).append(thing)
 
@@ -151,6 +173,44 @@ class LocalBackend(Backend):
 
     def harness_address(self) -> str:
         return LOOPBACK
+
+    def display(self, impl: Implementation, argv: list[str], *, interactive: bool = False,
+                connects: bool = True, alias: str | None = None) -> list[str]:
+        """As a student types it in the repository: relative paths, python3."""
+        def readable(word: str) -> str:
+            if word == sys.executable:
+                return "python3"
+            if os.path.isabs(word) and word.startswith(f"{REPO}{os.sep}"):  # noqa: PTH117
+                return os.path.relpath(word, REPO)
+            return word
+        return [readable(word) for word in argv]
+
+    def start_tcpdump(self, cell: Cell, server: Server) -> Tool | None:
+        program = shutil.which("tcpdump")
+        if program is None:
+            return None
+        filter_ = f"tcp port {server.raw_port}"
+        tool = LocalTool([program, "-i", "lo", *TCPDUMP_OPTIONS, filter_],
+                         ["tcpdump", "-i", "lo", "-U", "-w", "-", filter_])
+        self._track(cell, tool)
+        return tool
+
+    def start_relay(self, cell: Cell, server: Server, flags: list[str],
+                    alias: str = "relay") -> Tool:
+        upstream = f"{server.raw_host}:{server.raw_port}"
+        argv = [sys.executable, "-m", RELAY_MODULE, "--listen", f"{LOOPBACK}:0",
+                "--upstream", upstream, *flags]
+        tool = LocalTool(argv, [])
+        self._track(cell, tool)
+        found = tool.output.wait_for(r"^\[MITM\] Listening on (.+):(\d+)$",
+                                     timeout=cell.remaining(timeouts.START))
+        if not found:
+            tool.process.stop()
+            raise BackendError(f"the relay did not start: {tool.errors.snapshot()[-300:]!r}")
+        tool.target = (found[0][1], int(found[0][2]))
+        tool.display = ["python3", "-m", RELAY_MODULE, "--listen", f"{LOOPBACK}:{tool.target[1]}",
+                        "--upstream", upstream, *flags]
+        return tool
 
     def finish_cell(self, cell: Cell) -> None:
         with self._lock:

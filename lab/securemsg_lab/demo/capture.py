@@ -1,23 +1,36 @@
-"""Recording one server's traffic: tcpdump writing a pcap, or a recording relay of our own.
+"""Recording one server's traffic: tcpdump writing a pcap, or the lab's recording relay,
+both run by the backend beside the server.
 
 Either way the result is a list of `pcap.Connection`: both directions reassembled.
 """
 
 from __future__ import annotations
 
-import signal
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
 
+from ..core.backend import Tool
+from ..core.process import Output
 from ..wire import pcap
-from ..wire.mitm import MitmProxy, Tamper, relay_command
-from .procs import DemoError, Janitor, LineLog
+from .procs import DemoError, LineLog
+
+if TYPE_CHECKING:
+    from .stage import ShownServer, Stage
+
+QUIET = 0.3  # no packet for this long: the last ACKs and FINs are in
 
 
-def tcpdump_command(interface: str, port: int, program: str = "tcpdump") -> list[str]:
-    """tcpdump writing every packet of one TCP port to stdout as pcap, unbuffered."""
-    options = ["-p", "-n", "--immediate-mode", "-U", "-s", "0", "-w", "-"]
-    return [program, "-i", interface, *options, f"tcp port {port}"]
+def wait_quiet(output: Output, quiet: float = QUIET, timeout: float = 3.0) -> None:
+    """Until no byte came for `quiet` seconds, or `timeout`: the last ACKs and FINs are in."""
+    deadline = time.monotonic() + timeout
+    size, changed = -1, time.monotonic()
+    while (now := time.monotonic()) < deadline:
+        if len(current := output.snapshot()) != size:
+            size, changed = len(current), now
+        elif now - changed >= quiet:
+            return
+        time.sleep(0.05)
 
 
 class Capture:
@@ -29,6 +42,12 @@ class Capture:
     pcap_bytes: bytes = b""
     segments: int = 0
     connections: list[pcap.Connection]
+    note = ""
+
+    def __init__(self, stage: Stage, server: ShownServer) -> None:
+        self.stage, self.server = stage, server
+        self.connections = []
+        self.target = server.target
 
     def __enter__(self) -> Capture:
         self.start()
@@ -45,69 +64,56 @@ class Capture:
     def stop(self) -> None:
         raise NotImplementedError
 
-    def _parse(self, server_port: int) -> None:
-        segments = pcap.parse_segments(self.pcap_bytes)
-        self.segments = len(segments)
-        self.connections = [
-            c for c in pcap.reassemble(segments, server_port) if c.to_server or c.to_client
-        ]
-
 
 class TcpdumpCapture(Capture):
     """tcpdump writing pcap to its stdout, stopped with SIGINT (it flushes on the way out)."""
 
-    def __init__(self, argv: list[str], display: list[str], target: tuple[str, int],
-                 server_port: int, janitor: Janitor) -> None:
-        self.argv, self.display, self.target = argv, display, target
-        self.server_port, self.janitor = server_port, janitor
-        self.method = "tcpdump"
-        self.connections = []
+    method = "tcpdump"
 
     def start(self) -> None:
-        self.proc = self.janitor.spawn(self.argv, "tcpdump", merge=False)
-        self.errors = LineLog(self.proc.err)
+        stage = self.stage
+        tool = stage.start_tool(lambda: stage.lab.start_tcpdump(stage.cell, self.server.core))
+        if tool is None:
+            raise DemoError("tcpdump is not installed")
+        self.tool: Tool = tool
+        self.display = tool.display
+        errors = LineLog(tool.errors)
         try:
-            self.errors.wait_for(r"listening on", timeout=15)
+            errors.wait_for(r"listening on", timeout=15)
         except DemoError as exc:
-            self.proc.stop()
-            detail = "; ".join(line.text for line in self.errors.since(0)) or "no output"
+            tool.interrupt()
+            tool.wait(5)
+            detail = "; ".join(line.text for line in errors.since(0)) or "no output"
             raise DemoError(f"tcpdump did not start: {detail}") from exc
-        time.sleep(0.2)  # the filter is attached; let the kernel settle
 
     def stop(self) -> None:
-        time.sleep(0.3)  # the last ACKs and FINs
-        result = self.proc.stop(signal.SIGINT, timeout=15)
-        self.pcap_bytes = result.stdout
-        self._parse(self.server_port)
+        wait_quiet(self.tool.output)
+        self.tool.interrupt()
+        self.tool.wait(15)
+        self.pcap_bytes = self.tool.output.snapshot()
+        segments = pcap.parse_segments(self.pcap_bytes)
+        self.segments = len(segments)
+        self.connections = [c for c in pcap.reassemble(segments, self.server.core.raw_port)
+                            if c.to_server or c.to_client]
 
 
 class RelayCapture(Capture):
-    """Fallback without tcpdump: a recording relay of our own in front of the server."""
+    """Without tcpdump: the lab's relay in front of the server, recording both streams."""
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream  # the server, as this process reaches it
-        self.method = "relay"
-        self.connections = []
+    method = "relay"
 
     def start(self) -> None:
-        self.proxy = MitmProxy(self.upstream).start()
-        self.target = self.proxy.address
-        self.display = relay_command(self.target, self.upstream, Tamper(), "--record")
+        stage = self.stage
+        self.tool = stage.start_tool(lambda: stage.lab.start_relay(
+            stage.cell, self.server.core, ["--once", "--record"], alias="relay"))
+        self.target, self.display = self.tool.target, self.tool.display
 
     def stop(self) -> None:
-        self.proxy.wait_idle(timeout=10)
-        self.proxy.close()
-        self.connections = [
-            relayed_connection(r.peer, self.upstream, bytes(r.to_server), bytes(r.to_client))
-            for r in self.proxy.connections
-        ]
+        from .stage import relayed_connections
 
-
-def relayed_connection(
-    peer: str, server: tuple[str, int], up: bytes, down: bytes
-) -> pcap.Connection:
-    host, _, port = peer.rpartition(":")
-    return pcap.Connection((host, int(port)), server, up, down, 0.0)
+        self.tool.wait(15)
+        lines = [line.text for line in self.tool.output.since(0)]
+        self.connections = relayed_connections(lines, self.server.target)
 
 
 class FallbackCapture(Capture):

@@ -10,12 +10,9 @@ import time
 from pathlib import Path
 
 from ..core import paths, process, registry
-from ..core.docker import engine_answers
 from ..wire.protocol import DEFAULT_KEY
-from .backends import Backend
-from .docker import DockerBackend
-from .local import LocalBackend
 from .procs import DemoError, Janitor
+from .stage import open_stage
 from .steps import STEPS, Demo, closing, reference_titles, run_steps
 from .ui import Console
 
@@ -101,35 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def choose_backend(name: str, janitor: Janitor, key: str, extra: tuple[str, ...] = ()) -> Backend:
-    """The backend `--backend` names, prepared; "auto" falls back to local processes."""
-    docker = None if name == "local" else docker_backend(name == "docker", janitor, key, extra)
-    if docker is not None:
-        return docker
-    local = LocalBackend(janitor, key)
-    local.prepare(extra)
-    return local
-
-
-def docker_backend(
-    required: bool, janitor: Janitor, key: str, extra: tuple[str, ...] = ()
-) -> Backend | None:
-    """The Docker backend, prepared; None when it is not usable and not `required`."""
-    if not engine_answers():
-        if required:
-            raise DemoError("no Docker engine answers")
-        return None
-    try:
-        backend = DockerBackend(janitor, key)
-        backend.prepare(extra)
-    except DemoError as exc:
-        if required:
-            raise
-        print(f"Docker lab not usable ({exc}); using local processes", file=sys.stderr)
-        return None
-    return backend
-
-
 def main(argv: list[str] | None = None) -> int:
     if problem := paths.outside_checkout():
         print(problem, file=sys.stderr)
@@ -156,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     status = 0
     try:
-        backend = choose_backend(args.backend, janitor, args.key, extra)
-        backend.capture_method = args.capture
+        stage = open_stage(args.backend, janitor, args.key, extra)
+        stage.capture_method = args.capture
         console.title("securemsg: secure client-server communication, live")
         console.narrate(
-            f"Backend: {backend.name} ({backend.description}); "
+            f"Backend: {stage.name} ({stage.description}); "
             f"key: {args.key!r} ({len(args.key.encode())} bytes)"
         )
-        demo = Demo(console, backend, args.key, backend.repo, args.save_pcap, extra=extra)
+        demo = Demo(console, stage, args.key, stage.repo, args.save_pcap, extra=extra)
         run_steps(demo, args.step or list(range(1, len(STEPS) + 1)))
         closing(demo)
     except KeyboardInterrupt:

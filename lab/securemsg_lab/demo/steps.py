@@ -16,9 +16,9 @@ from ..wire.mitm import Tamper
 from ..wire.pcap import Connection, format_endpoint
 from ..wire.protocol import DEFAULT_KEY, HEADER_LEN, escape, looks_like_words, split_frames, xor
 from . import source
-from .backends import Backend, Client, Interactive, Server
 from .capture import Capture
 from .procs import DemoError, LogLine, RunResult
+from .stage import Client, ShownServer, Stage, TypedClient
 from .ui import Console
 
 NOISE_PASSPHRASE = "correct horse battery staple"  # noqa: S105 - shown on screen
@@ -37,11 +37,11 @@ class Demo:
     """Shared state of one run: where programs run, the key, servers started so far."""
 
     console: Console
-    backend: Backend
+    stage: Stage
     key: str
     repo: Path
     save_pcap: Path | None = None
-    servers: dict[tuple[str, str], Server] = field(default_factory=dict)
+    servers: dict[tuple[str, str], ShownServer] = field(default_factory=dict)
     capture: Capture | None = None
     brief: bool = False  # after the first step: fold connect/disconnect lines into a count
     #: other registered implementations (--with): they join step 3, both ways with `first`
@@ -50,15 +50,15 @@ class Demo:
     @property
     def first(self) -> str:
         """The registry's first reference implementation (C): steps 1, 6-8 use its server."""
-        return self.backend.registry.reference_names()[0]
+        return self.stage.registry.reference_names()[0]
 
     @property
     def second(self) -> str:
         """The last reference implementation (Python): step 2, and step 8's client."""
-        return self.backend.registry.reference_names()[-1]
+        return self.stage.registry.reference_names()[-1]
 
     def title(self, lang: str) -> str:
-        return self.backend.title(lang)
+        return self.stage.title(lang)
 
     @property
     def key_bytes(self) -> bytes:
@@ -68,11 +68,11 @@ class Demo:
     def noise_key(self) -> str:
         return NOISE_PASSPHRASE if self.key_bytes == DEFAULT_KEY else self.key
 
-    def server(self, lang: str, cipher: str = "xor") -> Server:
+    def server(self, lang: str, cipher: str = "xor") -> ShownServer:
         """The server of this language and cipher, started on first use."""
         if (lang, cipher) not in self.servers:
             key = self.noise_key if cipher == "noise" else self.key
-            server = self.backend.start_server(lang, cipher, key)
+            server = self.stage.start_server(lang, cipher, key)
             self.console.command(server.display, f"{self.title(lang)} server, started once")
             for entry in server.log.settle(0, quiet=0.2):
                 self.console.output(server.label, entry.text)
@@ -85,7 +85,7 @@ class Demo:
         for line in lines:
             self.console.output(label, line if isinstance(line, str) else line.text)
 
-    def type_line(self, label: str, client: Interactive, text: str) -> None:
+    def type_line(self, label: str, client: TypedClient, text: str) -> None:
         """Send one line to an interactive client, show it as typed, then what it printed."""
         self.console.output(label, self.console.style("dim", f"typed: {text}"))
         self.show_lines(label, client.send(text))
@@ -104,7 +104,8 @@ class Demo:
         )
         self.console.output(label, f"{shown[-1]}  {tail}" if shown else tail)
 
-    def server_lines(self, server: Server, mark: int, received: int, quiet: float = 0.3) -> None:
+    def server_lines(self, server: ShownServer, mark: int, received: int,
+                     quiet: float = 0.3) -> None:
         """Wait for `received` messages (and their disconnects), then show the server's lines."""
         try:
             server.log.wait_for(r"^\[RECV\] |^\[ERROR\]", since=mark, count=received)
@@ -140,9 +141,9 @@ def clients_at_once(demo: Demo, server_lang: str, jobs: list[tuple[str, str]]) -
     mark = server.log.mark()
     clients = [Client(lang, server.target, message) for lang, message in jobs]
     for client in clients:
-        demo.console.command(demo.backend.client_display(client))
+        demo.console.command(demo.stage.client_display(client))
     with ThreadPoolExecutor(max_workers=len(clients)) as pool:
-        results = list(pool.map(demo.backend.run_client, clients))
+        results = list(pool.map(demo.stage.run_client, clients))
     demo.server_lines(server, mark, len(jobs))
     for number, ((lang, _message), result) in enumerate(zip(jobs, results, strict=True), 1):
         demo.show_result(f"{demo.title(lang)} client {number}", result)
@@ -251,24 +252,24 @@ def _sub(demo: Demo, text: str) -> None:
 
 def step_errors(demo: Demo) -> None:
     _sub(demo, "invalid arguments → one [ERROR] line, the usage text, exit 2")
-    first, second = demo.backend.impl(demo.first), demo.backend.impl(demo.second)
+    first, second = demo.stage.impl(demo.first), demo.stage.impl(demo.second)
     bad_args = (
         (first.name, "client", first.client_args("127.0.0.1", "not-a-port", "hi")),
         (second.name, "server", second.server_args(99999)),
     )
     with ThreadPoolExecutor(max_workers=len(bad_args)) as pool:
-        runs = list(pool.map(lambda job: demo.backend.run_program(*job), bad_args))
+        runs = list(pool.map(lambda job: demo.stage.run_program(*job), bad_args))
     for (lang, role, _args), (display, result) in zip(bad_args, runs, strict=True):
         demo.console.command(display)
         demo.show_result(f"{demo.title(lang)} {role}", result, usage_lines=False)
 
     _sub(demo, "connection refused → one [ERROR] line, exit 1")
-    refused = demo.backend.refused_target(demo.server(demo.first))
+    refused = demo.stage.refused_target(demo.server(demo.first))
     clients = [Client(lang, refused, "anyone there?") for lang in (demo.first, demo.second)]
     with ThreadPoolExecutor(max_workers=len(clients)) as pool:
-        results = list(pool.map(demo.backend.run_client, clients))
+        results = list(pool.map(demo.stage.run_client, clients))
     for client, result in zip(clients, results, strict=True):
-        demo.console.command(demo.backend.client_display(client))
+        demo.console.command(demo.stage.client_display(client))
         demo.show_result(f"{demo.title(client.lang)} client", result)
 
     _sub(demo, "short reads: a raw client writes its frame one byte at a time")
@@ -286,7 +287,7 @@ def step_errors(demo: Demo) -> None:
     _sub(demo, "an oversize frame is refused; the other clients carry on")
     for lang in (demo.first, demo.second):
         server = demo.server(lang)
-        client = demo.backend.open_client(Client(lang, server.target))
+        client = demo.stage.open_client(Client(lang, server.target))
         demo.console.command(client.display, "stays connected")
         demo.type_line(f"{demo.title(lang)} client", client, "before the attack")
         mark = server.log.mark()
@@ -307,19 +308,19 @@ def step_errors(demo: Demo) -> None:
 
 def run_capture(
     demo: Demo,
-    server: Server,
+    server: ShownServer,
     messages: tuple[str, ...],
     lang: str | None = None,
     key: str | None = None,
     cipher: str = "xor",
 ) -> Capture:
     lang = lang or demo.second
-    capture = demo.backend.capture(server)
+    capture = demo.stage.capture(server)
     with capture:
         if getattr(capture, "note", ""):
             demo.console.note(capture.note)
         demo.console.command(capture.display, f"capture ({capture.method})")
-        client = demo.backend.open_client(Client(lang, capture.target, key=key, cipher=cipher))
+        client = demo.stage.open_client(Client(lang, capture.target, key=key, cipher=cipher))
         demo.console.command(client.display, "one client, " + f"{len(messages)} messages")
         for message in messages:
             demo.type_line(f"{demo.title(lang)} client", client, message)
@@ -492,7 +493,8 @@ def step_attack(demo: Demo) -> None:
     tamper_demo(demo, demo.server(demo.first), demo.key, "xor")
 
 
-def tamper_demo(demo: Demo, server: Server, key: str, cipher: str) -> tuple[RunResult, list[str]]:
+def tamper_demo(demo: Demo, server: ShownServer, key: str,
+                cipher: str) -> tuple[RunResult, list[str]]:
     sent, forged = FORGE_FROM.encode(), FORGE_TO.encode()
     delta = attack.flip_delta(sent, forged)
     # In noise mode the first client frame is the handshake, and each transport frame's
@@ -503,12 +505,12 @@ def tamper_demo(demo: Demo, server: Server, key: str, cipher: str) -> tuple[RunR
     demo.console.line(
         f"  guessed {_quote(sent)}, wanted {_quote(forged)}: mask = P XOR P' = {_hex(delta, 24)}"
     )
-    mitm = demo.backend.mitm(server, tamper)
+    mitm = demo.stage.mitm(server, tamper)
     demo.console.command(mitm.display, "the attacker's relay")
     mark = server.log.mark()
     client = Client(demo.first, mitm.target, FORGE_FROM, key, cipher)
-    demo.console.command(demo.backend.client_display(client))
-    result = demo.backend.run_client(client)
+    demo.console.command(demo.stage.client_display(client))
+    result = demo.stage.run_client(client)
     demo.show_lines("mitm", [line for line in mitm.wait() if "Listening" not in line])
     demo.server_lines(server, mark, 1)
     demo.show_result("C client", result)
@@ -618,7 +620,7 @@ def run_steps(demo: Demo, selected: list[int]) -> float:
     started = time.monotonic()
     for number in selected:
         step = STEPS[number - 1]
-        titles = reference_titles(demo.backend.registry)
+        titles = reference_titles(demo.stage.registry)
         demo.console.heading(number, len(STEPS), step.title.format(**titles))
         demo.console.narrate(step.narration.format(**titles))
         demo.console.pause("Enter to run")

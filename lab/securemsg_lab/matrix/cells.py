@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..core import registry as registry_module
 from ..core import timeouts
-from ..core.backend import Backend, BackendUnavailable, Cell
+from ..core.backend import Backend, Cell
 from ..core.registry import Implementation, Registry
 from ..wire import protocol
 from .cases import CASES, CASES_BY_NAME, Case, run_case
@@ -287,25 +287,3 @@ def write_junit(path: Path, outcomes: list[CellOutcome], backend: str,
     tree.getroot().append(suite)
     ET.indent(tree)
     tree.write(path, encoding="utf-8", xml_declaration=True)
-
-
-# --- backends ------------------------------------------------------------------------------
-
-def make_backend(name: str | None = None, *, rebuild: bool = False) -> Backend:
-    """`docker`, `local`, or None: Docker when an engine answers (REQUIRE_DOCKER=1: must)."""
-    from ..core.docker import engine_answers, required  # the SDK is imported only here
-
-    require = required()
-    if name is None:
-        name = "docker" if require or engine_answers() else "local"
-    if name == "local":
-        from ..core.local import LocalBackend
-
-        return LocalBackend()
-    if name == "docker":
-        if not engine_answers():
-            raise BackendUnavailable("no Docker engine answers")
-        from ..core.docker import DockerBackend
-
-        return DockerBackend(rebuild=rebuild)
-    raise ValueError(f"unknown backend {name!r}")

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from ..core.backend import Backend, BackendUnavailable
+from ..core.backend import Backend, BackendUnavailable, open_backend
 from .cells import (
     UNSUPPORTED,
     CellOutcome,
     CellSpec,
-    make_backend,
     matrix_table,
     run_cells,
     write_junit,
@@ -68,7 +67,7 @@ class MatrixRuns:
         state = self.kinds[kind] = KindRun(kind, name)
         specs = self.config.stash.get(SELECTED, {}).get(kind, [])
         try:
-            backend: Backend = make_backend(name)
+            backend: Backend = open_backend(name)
         except BackendUnavailable as error:
             state.error = str(error)
             return state

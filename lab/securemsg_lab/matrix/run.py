@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..core import paths, process
 from ..core import registry as registry_module
-from ..core.backend import BackendUnavailable
+from ..core.backend import BackendUnavailable, open_backend
 from ..core.registry import Registry, RegistryError
 from ..report import html
 from ..wire import protocol
@@ -35,7 +35,6 @@ from .cells import (
     build_cells,
     failure_report,
     implementations,
-    make_backend,
     matrix_table,
     results_cells,
     run_cells,
@@ -135,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         list_all(registry)
         return 0
     try:
-        backend = make_backend(args.backend, rebuild=args.rebuild)
+        backend = open_backend(args.backend, rebuild=args.rebuild)
     except BackendUnavailable as error:
         print(f"[ERROR] {error}", file=sys.stderr)
         return 1

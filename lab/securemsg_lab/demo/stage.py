@@ -1,30 +1,33 @@
-"""Where the demo's programs run: the lab core's backends, plus what a class is shown.
+"""Where the demo's programs run: one core backend (local processes or the Docker lab),
+plus what a class is shown.
 
-The demo's `Backend` wraps a core backend (`securemsg_lab.core.local` or `.docker`) and adds
-what the steps need beyond the matrix: servers under readable names, the command line
-shown for every program, captures of one server's traffic and a man in the middle
-(`local.LocalBackend`, `docker.DockerBackend`). Implementations come from the registry;
-everything started is registered with the `Janitor`.
+The `Stage` adds what the steps need beyond the matrix: servers under readable names, the
+command line shown for every program (the backend's `display`), captures of one server's
+traffic and a man in the middle (the backend's tcpdump and relay). Implementations and
+their names come from the registry; everything started is undone by the `Janitor`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..core import backend as core
 from ..core import registry
 from ..core.paths import REPO
 from ..core.process import LaunchError, Output
 from ..core.registry import Implementation
+from ..wire import pcap
 from ..wire.mitm import Tamper
 from ..wire.protocol import DEFAULT_KEY
-from .capture import Capture, FallbackCapture
+from .capture import Capture, FallbackCapture, RelayCapture, TcpdumpCapture
 from .procs import DemoError, Janitor, LineLog, RunResult
 
 RUN_TIMEOUT = 40.0  # for a client or a program that runs to its end
+DOCKER_RUN_TIMEOUT = 60.0
 
 
 def server_label(lang: str, cipher: str) -> str:
@@ -39,7 +42,7 @@ def common_options(key: str, cipher: str) -> list[str]:
 
 
 @dataclass
-class Server:
+class ShownServer:
     """A running server: how lab clients reach it, how this process reaches it, its log."""
 
     lang: str
@@ -56,7 +59,7 @@ class Server:
 
 
 @dataclass
-class Interactive:
+class TypedClient:
     """A client in interactive mode: one message per line written to its stdin."""
 
     client: core.Interactive
@@ -106,19 +109,18 @@ class Client:
     cipher: str = "xor"
 
 
-class Backend:
+class Stage:
     """What the steps need from a place to run programs, on one core backend."""
 
-    name = ""
-    description = ""
     capture_method = "auto"  # auto: tcpdump when it starts, else the recording relay
-    run_timeout = RUN_TIMEOUT
 
     def __init__(self, lab: core.Backend, janitor: Janitor, key: str) -> None:
         self.lab, self.janitor, self.key = lab, janitor, key
-        self.repo: Path = REPO
+        self.name, self.description = lab.name, lab.description
+        self.repo = REPO
         self.cell = core.Cell("demo")
         self.registry = registry.default()
+        self.run_timeout = DOCKER_RUN_TIMEOUT if lab.where == "docker" else RUN_TIMEOUT
         janitor.add(f"{lab.name} backend", lab.close)  # the first added: runs last
 
     def impl(self, lang: str) -> Implementation:
@@ -128,34 +130,8 @@ class Backend:
         """How the class reads an implementation's name ("C client", "Python server")."""
         return self.registry[lang].display
 
-    # -- what each place adds --------------------------------------------------------------
-
-    def server_options(self) -> list[str]:
-        return []
-
-    def alias(self, lang: str, cipher: str) -> str | None:
-        return None
-
-    def shown(self, impl: Implementation, role: str, args: list[str], *,
-              interactive: bool = False, connects: bool = True,
-              alias: str | None = None) -> list[str]:
-        """The command line the class is shown for a program (`alias`: a named server)."""
-        raise NotImplementedError
-
-    def refused_target(self, server: Server) -> tuple[str, int]:
-        raise NotImplementedError
-
-    def tcpdump_capture(self, server: Server) -> Capture | None:
-        """tcpdump on the server's traffic; None where tcpdump is not installed."""
-        raise NotImplementedError
-
-    def relay_capture(self, server: Server) -> Capture:
-        raise NotImplementedError
-
-    def mitm(self, server: Server, tamper: Tamper) -> Mitm:
-        raise NotImplementedError
-
-    # -- what the steps use ------------------------------------------------------------------
+    def shown(self, impl: Implementation, role: str, args: list[str], **how: bool) -> list[str]:
+        return self.lab.display(impl, [*self.lab.program(impl, role), *args], **how)
 
     def prepare(self, extra: tuple[str, ...] = ()) -> None:
         try:
@@ -164,23 +140,22 @@ class Backend:
         except core.BackendError as exc:
             raise DemoError(str(exc)) from exc
 
-    def start_server(self, lang: str, cipher: str = "xor", key: str | None = None) -> Server:
-        impl = self.impl(lang)
-        options = [*self.server_options(), *common_options(key or self.key, cipher)]
+    def start_server(self, lang: str, cipher: str = "xor", key: str | None = None) -> ShownServer:
+        impl, alias = self.impl(lang), server_label(lang, cipher)
+        options = common_options(key or self.key, cipher)
+        if self.lab.where == "local":
+            options = ["--bind", "127.0.0.1", *options]
         try:
-            running = self.lab.start_server(self.cell, impl, options,
-                                            alias=self.alias(lang, cipher))
+            running = self.lab.start_server(self.cell, impl, options, alias=alias)
         except (core.BackendError, LaunchError) as exc:
             raise DemoError(f"{self.title(lang)} server did not start: {exc}") from exc
-        self.janitor.add(server_label(lang, cipher), running.stop)
-        alias = self.alias(lang, cipher)
-        port = running.client_port if alias else 0
-        display = self.shown(impl, "server", impl.server_args(port, options), alias=alias)
+        self.janitor.add(alias, running.stop)
         log = Output("log")  # stdout and stderr, in the order they came
         running.output.tee(log)
         running.errors.tee(log)
-        return Server(lang, cipher, (running.client_host, running.client_port),
-                      (running.raw_host, running.raw_port), LineLog(log), display, running)
+        display = self.lab.display(impl, running.argv, alias=alias)
+        return ShownServer(lang, cipher, (running.client_host, running.client_port),
+                           (running.raw_host, running.raw_port), LineLog(log), display, running)
 
     def client_args(self, client: Client) -> list[str]:
         options = common_options(client.key or self.key, client.cipher)
@@ -207,23 +182,81 @@ class Backend:
                                          merge=True)
         return self.shown(impl, role, args, connects=False), RunResult.of(result)
 
-    def open_client(self, client: Client) -> Interactive:
+    def open_client(self, client: Client) -> TypedClient:
         """Start an interactive client (a `client` without a message)."""
         running = self.lab.open_client(self.cell, self.impl(client.lang),
                                        self.client_args(client))
         self.janitor.add(f"{client.lang} client", lambda: _close_quietly(running))
-        return Interactive(running, LineLog(running.output), self.client_display(client))
+        return TypedClient(running, LineLog(running.output), self.client_display(client))
 
-    def capture(self, server: Server) -> Capture:
+    def refused_target(self, server: ShownServer) -> tuple[str, int]:
+        return self.lab.refused_target(self.cell, self.impl(server.lang))
+
+    def start_tool(self, start: Callable[[], core.Tool]) -> core.Tool:
+        try:
+            return start()
+        except core.BackendError as exc:
+            raise DemoError(str(exc)) from exc
+
+    def capture(self, server: ShownServer) -> Capture:
         """tcpdump, the recording relay, or tcpdump falling back to the relay (--capture)."""
-        tcpdump = None if self.capture_method == "relay" else self.tcpdump_capture(server)
-        if tcpdump is None and self.capture_method == "tcpdump":
-            raise DemoError("tcpdump is not installed")
-        if tcpdump is None:
-            return self.relay_capture(server)
-        if self.capture_method == "tcpdump":
-            return tcpdump
-        return FallbackCapture(tcpdump, self.relay_capture(server))
+        relay = RelayCapture(self, server)
+        if self.capture_method == "relay":
+            return relay
+        tcpdump = TcpdumpCapture(self, server)
+        return tcpdump if self.capture_method == "tcpdump" else FallbackCapture(tcpdump, relay)
+
+    def mitm(self, server: ShownServer, tamper: Tamper) -> Mitm:
+        flags = ["--once", *tamper_flags(tamper)]
+        tool = self.start_tool(lambda: self.lab.start_relay(self.cell, server.core, flags,
+                                                            alias="mitm"))
+        mitm = Mitm(tool.target, tool.display)
+
+        def finish() -> None:
+            tool.wait(15)
+            mitm.lines[:] = [line.text for line in tool.output.since(0)]
+
+        mitm.finish = finish
+        return mitm
+
+
+def tamper_flags(tamper: Tamper) -> list[str]:
+    if not tamper.delta:
+        return []
+    return ["--delta", tamper.delta.hex(), "--offset", str(tamper.offset),
+            "--frame-index", str(tamper.frame_index)]
+
+
+def relayed_connections(lines: list[str], server: tuple[str, int]) -> list[pcap.Connection]:
+    """The relay's --record lines (JSON, one per connection) as connections."""
+    found = []
+    for line in lines:
+        if line.startswith("{"):
+            record = json.loads(line)
+            host, _, port = record["peer"].rpartition(":")
+            found.append(pcap.Connection((host, int(port)), server,
+                                         bytes.fromhex(record["to_server"]),
+                                         bytes.fromhex(record["to_client"]), 0.0))
+    return found
+
+
+def open_stage(name: str, janitor: Janitor, key: str, extra: tuple[str, ...] = ()) -> Stage:
+    """The backend `--backend` names, prepared; "auto" falls back to local processes."""
+    if name != "local":
+        try:
+            stage = Stage(core.open_backend(None if name == "auto" else name,
+                                            label="securemsg.demo", prefix="smdemo"),
+                          janitor, key)
+            stage.prepare(extra)
+        except (core.BackendError, DemoError) as exc:
+            if name == "docker":
+                raise DemoError(f"Docker: {exc}") from exc
+            print(f"Docker lab not usable ({exc}); using local processes", file=sys.stderr)
+        else:
+            return stage
+    stage = Stage(core.open_backend("local"), janitor, key)
+    stage.prepare(extra)
+    return stage
 
 
 def _close_quietly(client: core.Interactive) -> None:
