@@ -32,7 +32,7 @@ def ack(n: int) -> bytes:
 
 def task1(answers: Path, message: str = "Hello from the handout") -> None:
     argv = procs.server_argv(REPO, procs.no_build_name(), [])
-    with procs.Server(argv) as server:
+    with procs.TaskServer(argv) as server:
         client = procs.run(procs.client_argv(REPO, procs.no_build_name(), server.port, message, []))
     (answers / "task1.txt").write_text(server.output() + client.output)
 
@@ -79,7 +79,7 @@ def noise_tamper_transcript(tmp: Path, frame_index: int = 1) -> str:
     psk.write_bytes(os.urandom(32))
     options = ["--cipher", "noise", "--key-file", str(psk)]
     mask = xor(b"PAY 10 EUR TO ALICE", b"PAY 99 EUR TO CAROL")
-    with procs.Server(procs.server_argv(REPO, procs.no_build_name(), options)) as server:
+    with procs.TaskServer(procs.server_argv(REPO, procs.no_build_name(), options)) as server:
         proxy = mitm.MitmProxy((procs.LOOPBACK, server.port),
                                mitm.Tamper(mask, offset=1, frame_index=frame_index)).start()
         try:
@@ -119,7 +119,7 @@ def wrong_key_transcript(tmp: Path) -> str:
     server_key.write_bytes(os.urandom(32))
     client_key.write_bytes(os.urandom(32))
     name = procs.no_build_name()
-    with procs.Server(procs.server_argv(REPO, name, ["--cipher", "noise", "--key-file",
+    with procs.TaskServer(procs.server_argv(REPO, name, ["--cipher", "noise", "--key-file",
                                                       str(server_key)])) as server:
         procs.run(procs.client_argv(REPO, name, server.port, "PAY 10 EUR TO ALICE",
                                     ["--cipher", "noise", "--key-file", str(client_key),

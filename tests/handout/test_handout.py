@@ -178,7 +178,7 @@ def test_task1_talks_to_the_lab_when_it_is_up(ws: Workspace,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     sol.task1(ws.answers)
     holder, closed = unused_port()
-    with holder, procs.Server(procs.server_argv(REPO, procs.no_build_name(), [])) as lab:
+    with holder, procs.TaskServer(procs.server_argv(REPO, procs.no_build_name(), [])) as lab:
         monkeypatch.setenv("SECUREMSG_HANDOUT_LAB", "1")
         monkeypatch.setenv("SECUREMSG_C_PORT", str(lab.port))
         monkeypatch.setenv("SECUREMSG_PYTHON_PORT", str(closed))
@@ -209,7 +209,7 @@ def test_task1_passes_beside_a_leftover_server_with_another_key(
     sol.task1(ws.answers)
     leftover = procs.server_argv(REPO, procs.no_build_name(), ["--key", "OTHER_KEY"])
     holder, closed = unused_port()
-    with holder, procs.Server(leftover) as server:
+    with holder, procs.TaskServer(leftover) as server:
         monkeypatch.setenv("SECUREMSG_HANDOUT_LAB", "1")
         monkeypatch.setenv("SECUREMSG_C_PORT", str(server.port))
         monkeypatch.setenv("SECUREMSG_PYTHON_PORT", str(closed))

@@ -110,7 +110,7 @@ def present(impl: Implementation) -> bool:
 
 
 @dataclass
-class Server:
+class BenchServer:
     """One running server: its port, and its log file (truncated after every run)."""
 
     key: tuple[str, str, str]  # (build, server, cipher)
@@ -139,7 +139,7 @@ def server_argv(impl: Implementation | None, cipher: str, key_file: Path) -> lis
 
 
 def start(stack: contextlib.ExitStack, build: Build, server: str, cipher: str, key_file: Path,
-          workdir: Path, prefix: tuple[str, ...] = ()) -> Server:
+          workdir: Path, prefix: tuple[str, ...] = ()) -> BenchServer:
     """Start a server (stopped when `stack` closes) and wait for its Listening line."""
     impl = None if server == REFERENCE else build.implementations[server]
     name = f"{build.key}-{server}-{cipher}{'-pinned' if prefix else ''}"
@@ -154,4 +154,4 @@ def start(stack: contextlib.ExitStack, build: Build, server: str, cipher: str, k
     except process.LaunchError as exc:
         detail = " | ".join(err.read_text(errors="replace").splitlines()[-3:])
         raise BenchError(f"{name}: {exc}{': ' + detail if detail else ''}") from exc
-    return Server((build.key, server, cipher), port, proc, out)
+    return BenchServer((build.key, server, cipher), port, proc, out)

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..core import loadgen
 from ..core.loadgen import Load, LoadgenError
-from .builds import BenchError, Build, Server, start
+from .builds import BenchError, BenchServer, Build, start
 from .work import DOC_VERSION, REFERENCE, SCENARIOS, THIS, Doc, Run, Scenario, messages_for
 
 Say = Callable[[str], None]
@@ -59,11 +59,11 @@ class Session:
     key_file: Path
     say: Say
     pin: tuple[str, ...]
-    servers: dict[tuple[tuple[str, str, str], bool], Server] = field(default_factory=dict)
+    servers: dict[tuple[tuple[str, str, str], bool], BenchServer] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     round_loads: list[float] = field(default_factory=list)  # 1-min, at each round's start
 
-    def load(self, server: Server, scenario: Scenario | None, connections: int, size: int,
+    def load(self, server: BenchServer, scenario: Scenario | None, connections: int, size: int,
              **extra: Any) -> Run | None:
         """One loadgen run on a server; None (and a note) if loadgen printed nothing."""
         build, name, cipher = server.key

@@ -17,7 +17,7 @@ import os
 import sys
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,16 @@ class Implementation:
     @property
     def display(self) -> str:
         return self.title or self.name
+
+    def rooted(self, root: Path, name: str) -> Implementation:
+        """This entry under another name, its local programs and build in `root` (a copy
+        of its tree), without a file of its own."""
+        def move(words: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(str(root / Path(word).relative_to(self.root))
+                         if Path(word).is_relative_to(self.root) and word != sys.executable
+                         else word for word in words)
+        return replace(self, name=name, root=root, local_server=move(self.local_server),
+                       local_client=move(self.local_client), source=f"{self.source} in {root}")
 
     def server_args(self, port: int, options: Iterable[str] = ()) -> list[str]:
         """PROTOCOL.md section 5, in this implementation's spelling (prefix not included)."""

@@ -27,7 +27,7 @@ from .checks import (
     WIRE,
     Checker,
     Conn,
-    Result,
+    Verdict,
     expected_connection_lines,
     send_line,
 )
@@ -173,7 +173,7 @@ class Case(ABC):
         """Run the programs for this case."""
 
     @abstractmethod
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         """Compare what happened with the contract."""
 
 
@@ -223,7 +223,7 @@ class Messages(ServerCase):
                                           timeout=self.client_timeout))
         obs.facts.update(messages=self.messages(ctx), target=client_target(server))
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         messages = obs.facts["messages"]
         checker.client(obs.clients[0], obs.cipher, obs.facts["target"], messages)
@@ -253,7 +253,7 @@ class EmptyMessage(Messages):
         return None, None, ["--message", ""]
 
 
-class Interactive(Messages):
+class InteractiveCase(Messages):
     name = "interactive"
     timeout = 20.0
     description = "lines on stdin (LF and CRLF), an empty line ends the session"
@@ -320,7 +320,7 @@ class InvalidUtf8(ServerCase):
             obs.facts["acks"] = raw_exchange(peer, ctx, [self.RAW_MESSAGE])
         obs.facts["target"] = client_target(server)
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         checker.client(obs.clients[0], obs.cipher, obs.facts["target"], [self.CLIENT_LINE])
         check_acks(checker, obs.facts["acks"], [self.RAW_MESSAGE])
@@ -348,7 +348,7 @@ class Concurrent(ServerCase):
             obs.clients = list(pool.map(one, range(count)))
         obs.facts.update(messages=[t.encode() for t in texts], target=client_target(server))
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         messages = obs.facts["messages"]
         for proc, message in zip(obs.clients, messages, strict=True):
@@ -371,7 +371,7 @@ class OverLimit(ServerCase):
         obs.clients.append(ctx.run_client(target, message, extra=["--max-frame", str(self.LIMIT)]))
         obs.facts["target"] = client_target(server)
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         proc = obs.clients[0]
         checker.exit_code(proc, 1)
@@ -412,7 +412,7 @@ class OversizeFrame(ServerCase):
         obs.clients.append(ctx.run_client(target, "still serving"))
         obs.facts["target"] = client_target(server)
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         checker.expect(obs.facts["closed"], "server did not close the oversize connection in 5 s",
                        WIRE)
@@ -445,7 +445,7 @@ class RawExchangeCase(ServerCase):
             obs.facts["acks"] = raw_exchange(peer, ctx, list(self.MESSAGES),
                                              slow=self.SLOW, one_write=self.ONE_WRITE)
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         check_acks(checker, obs.facts["acks"], list(self.MESSAGES))
         assert obs.server is not None
@@ -489,7 +489,7 @@ class TruncatedFrame(ServerCase):
         obs.clients.append(ctx.run_client(target, "after the truncated ones"))
         obs.facts["target"] = client_target(server)
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         message = b"after the truncated ones"
         checker.client(obs.clients[0], obs.cipher, obs.facts["target"], [message])
@@ -525,7 +525,7 @@ class StoppedServer(ServerCase):
         wait_disconnects(server, 1)
         obs.facts.update(target=client_target(server), stopped=server.stopped_target())
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         checker.client(obs.clients[0], obs.cipher, obs.facts["target"], [b"before the stop"])
         assert obs.server is not None
@@ -550,7 +550,7 @@ class ConnectionRefused(Case):
         obs.facts["target"] = protocol.target(*target)
         return obs
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         target = obs.facts["target"]
         checker.client(obs.clients[0], obs.cipher, target, [], exit_code=1, handshake=False,
@@ -580,10 +580,10 @@ class WrongKey(ServerCase):
         options = ["--key", self.CLIENT_KEY]
         return options if cipher == "xor" else ["--cipher", "noise", *options]
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         return self._check_xor(obs) if obs.cipher == "xor" else self._check_noise(obs)
 
-    def _check_xor(self, obs: Observation) -> Result:
+    def _check_xor(self, obs: Observation) -> Verdict:
         checker = Checker()
         client_key = self.CLIENT_KEY.encode()
         seen = protocol.xor(protocol.xor(self.MESSAGE, client_key), protocol.DEFAULT_KEY)
@@ -600,7 +600,7 @@ class WrongKey(ServerCase):
         checker.server(obs.server, "xor", [Conn([seen])])
         return checker.result()
 
-    def _check_noise(self, obs: Observation) -> Result:
+    def _check_noise(self, obs: Observation) -> Verdict:
         checker = Checker()
         target = re.escape(obs.facts["target"])
         proc = obs.clients[0]
@@ -679,7 +679,7 @@ class BadArguments(Case):
         obs.facts["calls"] = calls
         return obs
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         for proc, call in zip(obs.clients, obs.facts["calls"], strict=True):
             checker.usage_error(proc, call.problem)
@@ -715,7 +715,7 @@ class MaxClients(ServerCase):
             obs.facts["evicted"] = peer.closed_by_peer(within=ctx.cell.remaining(5.0))
         obs.facts["target"] = client_target(server)
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         check_acks(checker, obs.facts["acks"], list(self.HELD))
         checker.expect(obs.facts["evicted"], "the quiet connection was not closed when "
@@ -764,7 +764,7 @@ class IdleTimeout(ServerCase):
             obs.facts["second_peer"] = peer.local_address if server.raw_peer_exact else None
             obs.facts["acks"] = raw_exchange(peer, ctx, [b"quick enough"])
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         checker.expect(obs.facts["closed"], "server kept a silent connection for 6 s "
                                             "with --idle-timeout 1", WIRE)
@@ -806,7 +806,7 @@ class Passphrase(Case):
             obs.server = server.stop()
         return obs
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         checker.client(obs.clients[0], obs.cipher, obs.facts["target"], [self.MESSAGE])
         assert obs.server is not None
@@ -844,7 +844,7 @@ class Ipv6(Messages):
         obs.clients.append(ctx.run_client(target, "over IPv6"))
         obs.facts.update(messages=self.messages(ctx), target=protocol.target(*target))
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         result = super().check(obs)
         assert obs.server is not None
         checker = Checker()
@@ -885,7 +885,7 @@ class ShutdownWithClient(Case):
             obs.server = server.stop()
         return obs
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         check_acks(checker, obs.facts["acks"], [self.MESSAGE])
         checker.expect(obs.facts["closed"], "the client's connection stayed open after the "
@@ -937,7 +937,7 @@ class FakeServerCase(Case):
     def expected_error(self, obs: Observation) -> Any:
         raise NotImplementedError
 
-    def check(self, obs: Observation) -> Result:
+    def check(self, obs: Observation) -> Verdict:
         checker = Checker()
         proc = obs.clients[0]
         checker.exit_code(proc, 1)
@@ -1012,7 +1012,7 @@ class AckTooLarge(FakeServerCase):
 
 
 CASES: list[Case] = [
-    SingleMessage(), EmptyMessage(), Interactive(), Concurrent(), NonAscii(), ControlChars(),
+    SingleMessage(), EmptyMessage(), InteractiveCase(), Concurrent(), NonAscii(), ControlChars(),
     SizeLimit(), OverLimit(), OversizeFrame(), ByteAtATime(), TwoFramesOneWrite(),
     TruncatedFrame(), InvalidUtf8(), StoppedServer(), ConnectionRefused(), WrongKey(),
     BadArguments(), MaxClients(), IdleTimeout(), Passphrase(), HostName(), Ipv6(),
@@ -1022,7 +1022,7 @@ CASES_BY_NAME: dict[str, Case] = {case.name: case for case in CASES}
 
 
 def run_case(case: Case, backend: Backend, client: Implementation, server: Implementation,
-             cipher: str, cell: Cell) -> tuple[Observation | None, Result]:
+             cipher: str, cell: Cell) -> tuple[Observation | None, Verdict]:
     """Run and check one cell; a backend failure or exception becomes a failed result."""
     try:
         obs = case.run(backend, client, server, cipher, cell)
@@ -1036,6 +1036,6 @@ def run_case(case: Case, backend: Backend, client: Implementation, server: Imple
         return obs, broken(f"check crashed: {type(error).__name__}: {error}")
 
 
-def broken(reason: str) -> Result:
+def broken(reason: str) -> Verdict:
     """A run that could not be checked: an error, every check failed with its reason."""
-    return Result(False, [reason], {check: [reason] for check in CHECKS}, error=True)
+    return Verdict(False, [reason], {check: [reason] for check in CHECKS}, error=True)

@@ -25,7 +25,7 @@ from ..core.backend import Backend, Cell
 from ..core.registry import Implementation, Registry
 from ..wire import protocol
 from .cases import CASES, CASES_BY_NAME, Case, run_case
-from .checks import CHECKS, Result
+from .checks import CHECKS, Verdict
 
 CELL_GRACE = 15.0  # beyond the case's own timeout, before the cell is declared hung
 #: error: the run itself broke (aborted, crashed, hung) and nothing could be checked
@@ -145,7 +145,7 @@ def _run_with_deadline(backend: Backend, case: Case, spec: CellSpec, cell: Cell,
         reason = f"cell timed out after {case.timeout:.0f} s"
         return CellOutcome(spec, ERROR, [reason], checks={c: [reason] for c in CHECKS})
     backend.finish_cell(cell)
-    result: Result = box["result"]  # type: ignore[assignment]
+    result: Verdict = box["result"]  # type: ignore[assignment]
     status = PASSED if result.passed else ERROR if result.error else FAILED
     return CellOutcome(spec, status, list(result.reasons), checks=result.checks)
 

@@ -23,7 +23,7 @@ CHECKS = {WIRE: "frames and ACK values", PLAINTEXT: "the plaintext shown",
 
 
 @dataclass
-class Result:
+class Verdict:
     passed: bool
     reasons: list[str] = field(default_factory=list)
     #: the checks the case made, each with its reasons (none: that check passed)
@@ -114,8 +114,8 @@ class Checker:
             self.fail(reason, check)
         return condition
 
-    def result(self) -> Result:
-        return Result(passed=not self.reasons, reasons=list(self.reasons),
+    def result(self) -> Verdict:
+        return Verdict(passed=not self.reasons, reasons=list(self.reasons),
                       checks={name: list(self.checks[name]) for name in CHECKS
                               if name in self.checks})
 

@@ -40,12 +40,12 @@ def first_difference(got: bytes, want: bytes) -> int:
     return min(len(got), len(want))
 
 
-def reference_server(options: list[str]) -> procs.Server:
+def reference_server(options: list[str]) -> procs.TaskServer:
     """A reference server that needs no build, on loopback."""
-    return procs.Server(procs.server_argv(REPO, procs.no_build_name(), options))
+    return procs.TaskServer(procs.server_argv(REPO, procs.no_build_name(), options))
 
 
-def raw_exchange(server: procs.Server, wire: bytes) -> bytes | None:
+def raw_exchange(server: procs.TaskServer, wire: bytes) -> bytes | None:
     """Send `wire` as it is, read one reply frame (None: none came), close; then wait for
     the server's disconnect line so that its output is complete."""
     mark = server.proc.out.mark()

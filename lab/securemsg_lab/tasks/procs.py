@@ -116,7 +116,7 @@ def implementation(tree: Path, lang: str) -> registry.Implementation:
     """The registry entry of `lang` in `tree`: the reference, or a workspace's copy."""
     if tree.resolve() == REPO.resolve():
         return registry.default()[lang]
-    return registry.from_toml(write_entries(tree) / f"{work_name(lang)}.toml")
+    return registry.default()[lang].rooted(tree.resolve(), work_name(lang))
 
 
 def server_argv(tree: Path, lang: str, options: list[str]) -> list[str]:
@@ -129,7 +129,7 @@ def client_argv(tree: Path, lang: str, port: int, message: str, options: list[st
     return [*impl.program("client"), *impl.client_args(LOOPBACK, port, message, options)]
 
 
-class Server:
+class TaskServer:
     """A running server, standard error merged into its output in write order."""
 
     def __init__(self, argv: list[str]) -> None:
@@ -143,7 +143,7 @@ class Server:
     def output(self) -> str:
         return self.proc.out.snapshot().decode("utf-8", "replace")
 
-    def start(self) -> Server:
+    def start(self) -> TaskServer:
         try:
             self.port = self.proc.wait_listening()
         except process.LaunchError as exc:
@@ -154,7 +154,7 @@ class Server:
         self.proc.stop()
         return self.output()
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> TaskServer:
         return self.start()
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,

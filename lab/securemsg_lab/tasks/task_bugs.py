@@ -71,7 +71,7 @@ def bench_pair(work: Path, lang: str, size: int) -> tuple[Bench, Bench]:
     """(reference, workspace) measured back to back, one connection."""
     results = []
     for tree in (REPO, work):
-        with procs.Server(procs.server_argv(tree, lang, [])) as server:
+        with procs.TaskServer(procs.server_argv(tree, lang, [])) as server:
             results.append(measure(server.port, size))
     return results[0], results[1]
 
@@ -191,7 +191,7 @@ def count_writes(work: Path, lang: str) -> WriteCount:
         argv = [strace, "-D", "-f", "-q", "-e", f"trace={calls}", "-o", str(trace),
                 *procs.server_argv(work, lang, [])]
         try:
-            with procs.Server(argv) as server:
+            with procs.TaskServer(argv) as server:
                 load = loadgen.Load(size=64, messages=TRACED_MESSAGES, seconds=30,
                                     idle_timeout=5)
                 result = loadgen.run(server.port, load)
@@ -233,7 +233,7 @@ def empty_probe(work: Path, lang: str) -> list[str]:
         psk = Path(tmp) / "lab.psk"
         psk.write_bytes(os.urandom(32))
         for options in ([], ["--cipher", "noise", "--key-file", str(psk)]):
-            with procs.Server(procs.server_argv(work, lang, options)) as server:
+            with procs.TaskServer(procs.server_argv(work, lang, options)) as server:
                 for client_lang in clients:
                     client = procs.run(procs.client_argv(REPO, client_lang, server.port, "",
                                                          [*options, "--idle-timeout", "3"]),

@@ -26,7 +26,7 @@ HANDSHAKE_FAILED = re.compile(r"\[ERROR\] Handshake failed with \S+: authenticat
 
 def exchange(server_lang: str, client_lang: str, message: str) -> tuple[procs.Run, str]:
     """One client run against a fresh local server: (client run, server output)."""
-    with procs.Server(procs.server_argv(REPO, server_lang, [])) as server:
+    with procs.TaskServer(procs.server_argv(REPO, server_lang, [])) as server:
         client = procs.run(procs.client_argv(REPO, client_lang, server.port, message,
                                              ["--idle-timeout", "5"]), timeout=20)
     return client, server.output()
@@ -110,7 +110,7 @@ def live_refusal() -> list[str]:
         psk = Path(tmp) / "lab.psk"
         psk.write_bytes(os.urandom(32))
         options = ["--cipher", "noise", "--key-file", str(psk)]
-        with procs.Server(procs.server_argv(REPO, lang, options)) as server:
+        with procs.TaskServer(procs.server_argv(REPO, lang, options)) as server:
             # frame 0 is the handshake; in frame 1 the first plaintext byte is the marker
             tamper = mitm.Tamper(delta, offset=1, frame_index=1)
             proxy = mitm.MitmProxy((procs.LOOPBACK, server.port), tamper).start()
