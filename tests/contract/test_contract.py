@@ -45,7 +45,7 @@ from .invocations import ANY, ROWS, Row
 
 TIMEOUT = timeouts.scaled(float(os.environ.get("SECUREMSG_CONTRACT_TIMEOUT", "10")))
 #: the two languages of PROTOCOL.md, as the registry knows them
-LANGUAGES = ("c", "python")
+LANGUAGES = tuple(registry.default().reference_names())  # the project's own programs
 TIMED_OUT = -1000  # the status of a run killed after TIMEOUT seconds
 
 
@@ -260,8 +260,10 @@ def test_both_languages_agree(row: Row, outcomes: Callable) -> None:
     results, _ = outcomes(row)
     normal = {lang: out.normalized(usage_name(lang, row.program))
               for lang, out in results.items()}
-    c, python = normal["c"], normal["python"]
-    assert c == python, f"C:\n{_show(c)}\nPython:\n{_show(python)}"
+    first, *others = LANGUAGES
+    for other in others:
+        assert normal[first] == normal[other], (
+            f"{first}:\n{_show(normal[first])}\n{other}:\n{_show(normal[other])}")
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from securemsg_lab.core import process, timeouts
+from securemsg_lab.core import process, registry, timeouts
 from securemsg_lab.wire.rawsock import read_frame as recv_frame
 
 from .dissector_support import (
@@ -42,7 +42,7 @@ from .dissector_support import (
 
 pytestmark = pytest.mark.timeout(600)
 
-LANGS = ("c", "python")
+LANGS = tuple(registry.default().reference_names())
 CIPHERS = ("xor", "noise")
 BIG = 70000  # above a loopback segment (64 KiB) and a Noise chunk (65518 bytes of data)
 NOISE_CHUNK_DATA = 65518

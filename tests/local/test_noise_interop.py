@@ -36,7 +36,7 @@ from securemsg_lab.wire.rawsock import read_frame as recv_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
-LANGS = ("c", "python")
+LANGS = tuple(registry.default().reference_names())
 TIMEOUT = scaled(30.0)  # seconds for any single wait
 
 PROTOCOL = "Noise_NNpsk0_25519_ChaChaPoly_SHA256"

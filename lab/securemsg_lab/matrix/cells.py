@@ -160,13 +160,7 @@ def expected_cost(spec: CellSpec) -> float:
     """What a cell is likely to take: the scheduler starts the longest cells first, so
     that no long cell starts last and runs alone at the end."""
     cost = CASE_COST.get(spec.case, CASES_BY_NAME[spec.case].timeout / 5)
-    if spec.cipher != "xor":
-        cost *= 1.3
-    if spec.client == "python":
-        cost *= 1.5
-    if spec.server == "python":
-        cost *= 1.3
-    return cost
+    return cost * (1.3 if spec.cipher != "xor" else 1.0)
 
 
 def implementations(registry: Registry, specs: list[CellSpec]) -> list[Implementation]:
