@@ -2,7 +2,7 @@
 # Runs every test of the project, in the order that fails fastest:
 #   1. C unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, then
 #      each C libFuzzer target for FUZZ_SECONDS (default 20)
-#   2. ruff over all Python code
+#   2. ruff over all Python code, and the import contracts (lint-imports)
 #   3. the lab images, rebuilt from this checkout's sources (when an engine answers)
 #   4. pytest: Python unit tests, local cross-language tests, the Docker matrix,
 #      compose and the demo.
@@ -17,8 +17,9 @@ make -C c test
 echo "== C fuzz targets (libFuzzer, ${FUZZ_SECONDS:-20} s each) =="
 make -C c fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
-echo "== ruff =="
+echo "== lint: ruff, and the import contracts of pyproject.toml (as make lint) =="
 "$python" -m ruff check .
+"$(dirname "$python")/lint-imports"
 
 if docker info >/dev/null 2>&1; then
     echo "== lab images =="
