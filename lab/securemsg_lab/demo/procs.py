@@ -11,11 +11,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from ..core.process import Line, Output, Process, ProcResult
-from ..core.process import run as run_program
+from ..core.process import Line, Output, ProcResult
 
 LogLine = Line
 STOP_TIMEOUT = 5.0
@@ -79,14 +76,6 @@ class RunResult:
         return self
 
 
-def run(argv: list[str], timeout: float = 30.0, stdin: bytes | None = None,
-        merge: bool = False, cwd: Path | None = None,
-        env: dict[str, str] | None = None) -> RunResult:
-    """Run to completion. merge=True: stderr into stdout, in the order the lines were written."""
-    return RunResult.of(run_program(argv, stdin=stdin, timeout=timeout, merge=merge, cwd=cwd,
-                                    env=env))
-
-
 class Janitor:
     """Undo actions, run last-in first-out, each at most once, errors swallowed."""
 
@@ -97,14 +86,6 @@ class Janitor:
     def add(self, what: str, action: Callable[[], object]) -> None:
         with self._lock:
             self._actions.append((what, action))
-
-    def spawn(self, argv: list[str], what: str, *, merge: bool = True,
-              **where: Any) -> Process:
-        """Start a program that outlives this call and register its stop. Its own session
-        keeps the terminal's Ctrl-C from reaching it: the demo stops it, in order."""
-        process = Process(argv, role=what, merge=merge, new_session=True, **where)
-        self.add(f"{what} (pid {process.pid})", lambda: process.stop(timeout=STOP_TIMEOUT))
-        return process
 
     def close(self) -> list[str]:
         """Run every action; return descriptions of those that failed."""

@@ -70,10 +70,6 @@ def check_of(line: Expected) -> str:
     return LOG
 
 
-def peer_pattern(peer: str | None) -> Expected:
-    return peer if peer is not None else re.compile(protocol.PEER)
-
-
 def error_lines(lines: list[str]) -> list[str]:
     return [line for line in lines if line.startswith("[ERROR]")]
 

@@ -177,18 +177,6 @@ class MitmProxy:
             self.listener.close()
 
 
-def relay_command(
-    listen: tuple[str, int], upstream: tuple[str, int], tamper: Tamper, *flags: str
-) -> list[str]:
-    """This module's command line: what the demo shows, or runs in a container."""
-    argv = ["python3", "-m", "securemsg_lab.wire.mitm", "--listen", f"{listen[0]}:{listen[1]}"]
-    argv += ["--upstream", f"{upstream[0]}:{upstream[1]}", *flags]
-    if tamper.delta:
-        argv += ["--delta", tamper.delta.hex(), "--offset", str(tamper.offset)]
-        argv += ["--frame-index", str(tamper.frame_index)]
-    return argv
-
-
 def _address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
