@@ -15,6 +15,7 @@
 #ifndef SECUREMSG_CONN_H
 #define SECUREMSG_CONN_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,15 +72,18 @@ typedef enum {
     CONN_SLOT_EVICTED   /* chosen; its thread ends without an error line */
 } conn_slot_state;
 
+/* The fields a connection's thread changes are atomic: it marks itself
+ * busy or quiet without the server's lock, and the acceptor claims a victim
+ * with a compare-and-exchange on state. */
 typedef struct {
-    conn_slot_state state;
+    _Atomic(conn_slot_state) state;
     int fd;
-    int64_t quiet_since;
+    _Atomic int64_t quiet_since;
     /* BUSY inside a unit (a frame begun, a noise message between chunks, a
      * noise handshake): the read that brought its first byte (handshake:
      * accept), -1 = not inside one; and the bytes of it received so far. */
-    int64_t unit_start;
-    uint64_t unit_bytes;
+    _Atomic int64_t unit_start;
+    _Atomic uint64_t unit_bytes;
     const char *peer; /* for the eviction line */
 } conn_slot;
 

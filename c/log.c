@@ -15,6 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#define LOG_SHORT_LINE 1024
+#define LOG_COMBINE_MAX 65536
+#define LOG_POOL 4
+#define LOG_BUILD_MAX (16u << 20) /* long lines being built at once */
+
 static pthread_mutex_t log_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 /* The writer (log_start_writer), under log_mutex. */
@@ -29,6 +34,9 @@ static struct {
     int writing;             /* a write is in progress (direct or the writer's) */
     uint64_t writing_lines;  /* lines in it */
     log_queue q[2];          /* standard output, standard error */
+    log_queue spare[2];      /* written last time, reused */
+    char *pool[LOG_POOL];    /* long lines' buffers, reused */
+    size_t pool_cap[LOG_POOL];
     uint64_t dropped;
     size_t big_bytes;        /* long lines being built (log_emit's gate) */
     pthread_cond_t work;     /* lines queued and nobody writing */
@@ -49,8 +57,7 @@ static const struct {
 
 #define LOG_COLOR_RESET "\033[0m"
 #define LOG_STACK_LINE 2048
-#define LOG_KEEP_BUF (1u << 20) /* a writer buffer larger than this is freed */
-#define LOG_SHORT_LINE 1024
+#define LOG_KEEP_BUF (8u << 20) /* a writer buffer larger than this is freed */
 #define LOG_BIG_LINE 65536
 
 void log_init(void)
@@ -238,6 +245,37 @@ static int queue_put(log_queue *q, const char *line, size_t len)
     return 0;
 }
 
+/* Writes everything queued, with the lock released meanwhile (others
+ * queue into the spare buffers); the caller has set lw.writing. */
+static void write_queued_locked(void)
+{
+    log_queue taken[2];
+    int i;
+
+    lw.writing_lines = lw.q[0].lines + lw.q[1].lines;
+    for (i = 0; i < 2; i++) {
+        taken[i] = lw.q[i];
+        lw.q[i] = lw.spare[i];
+        lw.q[i].len = 0;
+        lw.q[i].lines = 0;
+    }
+    pthread_cond_broadcast(&lw.done); /* room again */
+    pthread_mutex_unlock(&log_mutex);
+    for (i = 0; i < 2; i++) {
+        if (taken[i].len > 0)
+            write_all(i == 0 ? STDOUT_FILENO : STDERR_FILENO, taken[i].buf,
+                      taken[i].len);
+        if (taken[i].cap > LOG_KEEP_BUF) { /* a burst's buffer goes back */
+            free(taken[i].buf);
+            memset(&taken[i], 0, sizeof taken[i]);
+        }
+    }
+    pthread_mutex_lock(&log_mutex);
+    for (i = 0; i < 2; i++)
+        lw.spare[i] = taken[i];
+    lw.writing_lines = 0;
+}
+
 /* One whole line to fd, in order with every other line of that stream. */
 static void log_put(int fd, const char *line, size_t len)
 {
@@ -255,8 +293,12 @@ static void log_put(int fd, const char *line, size_t len)
         pthread_mutex_unlock(&log_mutex);
         write_all(fd, line, len);
         pthread_mutex_lock(&log_mutex);
-        lw.writing = 0;
         lw.writing_lines = 0;
+        /* what others queued meanwhile, if little, goes out with no hand-off
+         * to the writer thread (a wake-up per line costs more than it) */
+        if (queued_bytes() > 0 && queued_bytes() <= LOG_COMBINE_MAX && !lw.draining)
+            write_queued_locked();
+        lw.writing = 0;
         pthread_cond_broadcast(&lw.done);
         if (queued_bytes() > 0)
             pthread_cond_signal(&lw.work);
@@ -288,10 +330,49 @@ static void big_line_enter(size_t len)
 {
     pthread_mutex_lock(&log_mutex);
     while (lw.started && !lw.draining && !lw.finished && lw.big_bytes > 0 &&
-           lw.big_bytes + len > LOG_QUEUE_MAX)
+           lw.big_bytes + len > LOG_BUILD_MAX)
         pthread_cond_wait(&lw.done, &log_mutex);
     lw.big_bytes += len;
     pthread_mutex_unlock(&log_mutex);
+}
+
+/* A buffer for a line of len bytes: a pooled one when it is large enough
+ * (no mapping and page faults for every 1 MiB message), else malloc. */
+static char *line_buffer(size_t len, size_t *cap)
+{
+    char *p = NULL;
+    int i;
+
+    pthread_mutex_lock(&log_mutex);
+    for (i = 0; i < LOG_POOL; i++)
+        if (lw.pool[i] != NULL && lw.pool_cap[i] >= len) {
+            p = lw.pool[i];
+            *cap = lw.pool_cap[i];
+            lw.pool[i] = NULL;
+            break;
+        }
+    pthread_mutex_unlock(&log_mutex);
+    if (p == NULL) {
+        p = malloc(len);
+        *cap = len;
+    }
+    return p;
+}
+
+static void line_buffer_done(char *p, size_t cap)
+{
+    int i;
+
+    pthread_mutex_lock(&log_mutex);
+    for (i = 0; i < LOG_POOL && cap <= LOG_KEEP_BUF; i++)
+        if (lw.pool[i] == NULL) {
+            lw.pool[i] = p;
+            lw.pool_cap[i] = cap;
+            p = NULL;
+            break;
+        }
+    pthread_mutex_unlock(&log_mutex);
+    free(p);
 }
 
 static void big_line_leave(size_t len)
@@ -304,38 +385,14 @@ static void big_line_leave(size_t len)
 
 static void *log_writer(void *arg)
 {
-    log_queue spare[2] = {{0}}, taken;
-    int i;
-
     (void)arg;
     pthread_mutex_lock(&log_mutex);
     for (;;) {
         while (lw.writing || queued_bytes() == 0)
             pthread_cond_wait(&lw.work, &log_mutex);
         lw.writing = 1;
-        lw.writing_lines = lw.q[0].lines + lw.q[1].lines;
-        for (i = 0; i < 2; i++) {
-            /* swap in an empty buffer: others queue while this one is written */
-            taken = lw.q[i];
-            lw.q[i] = spare[i];
-            lw.q[i].len = 0;
-            lw.q[i].lines = 0;
-            spare[i] = taken;
-        }
-        pthread_cond_broadcast(&lw.done); /* room again */
-        pthread_mutex_unlock(&log_mutex);
-        for (i = 0; i < 2; i++)
-            if (spare[i].len > 0)
-                write_all(i == 0 ? STDOUT_FILENO : STDERR_FILENO, spare[i].buf,
-                          spare[i].len);
-        for (i = 0; i < 2; i++)
-            if (spare[i].cap > LOG_KEEP_BUF) { /* a burst's buffer goes back */
-                free(spare[i].buf);
-                memset(&spare[i], 0, sizeof spare[i]);
-            }
-        pthread_mutex_lock(&log_mutex);
+        write_queued_locked();
         lw.writing = 0;
-        lw.writing_lines = 0;
         pthread_cond_broadcast(&lw.done);
     }
     return NULL;
@@ -414,18 +471,19 @@ static void log_emit(log_level level, const char *text, size_t text_len,
     size_t text2_len = text2 != NULL ? strlen(text2) : 0;
     size_t fixed = 2 * LOG_HEAD_CAP + text_len + text2_len + 2;
     char stack[LOG_STACK_LINE], *line = stack;
-    size_t total, pos;
+    size_t total, pos, line_cap = 0;
 
     if (fixed < text_len || raw_len > (SIZE_MAX - fixed) / LOG_ESCAPE_MAX_PER_BYTE)
         return; /* cannot be held in memory anyway */
     total = fixed + raw_len * LOG_ESCAPE_MAX_PER_BYTE;
-    if (total > LOG_BIG_LINE)
+    if (total > LOG_BIG_LINE) {
         big_line_enter(total);
-    if (total > sizeof stack) {
+        line = line_buffer(total, &line_cap);
+    } else if (total > sizeof stack) {
         line = malloc(total);
-        if (line == NULL)
-            goto leave;
     }
+    if (line == NULL)
+        goto leave;
     pos = put_tag(line, level, color);
     memcpy(line + pos, text, text_len);
     pos += text_len;
@@ -439,7 +497,9 @@ static void log_emit(log_level level, const char *text, size_t text_len,
     }
 
     log_put(fd, line, pos);
-    if (line != stack)
+    if (total > LOG_BIG_LINE)
+        line_buffer_done(line, line_cap);
+    else if (line != stack)
         free(line);
 leave:
     if (total > LOG_BIG_LINE)

@@ -40,14 +40,15 @@
 #define SERVER_KEEP_BUF 65536   /* larger buffers are released once quiet ... */
 #define SERVER_KEEP_MS 1000     /* ... for this long */
 #define SERVER_PUBLISH_MS 100   /* a unit's progress, for eviction, refreshed */
+#define SERVER_EVICT_TRIES 8    /* victims that changed state before claimed */
 #define SERVER_THREAD_STACK (256 * 1024)
 #define SERVER_EVICTION_WAIT_MS 2000 /* for an evicted client's thread to end */
 #define SERVER_MMAP_THRESHOLD (128 * 1024)
 #define SERVER_ACCEPT_BATCH 64 /* accepts per wake-up of the accept loop */
 #define SERVER_BACKLOG_MAX 65536 /* accepts at shutdown (the backlog is smaller) */
 #define SERVER_DISCARD_READS 256 /* 4 MiB of unread bytes discarded at most */
-#define SERVER_EXIT_GRACE_MS 300 /* after the drain deadline: threads to end ... */
-#define SERVER_LOG_GRACE_MS 700  /* ... and the log to be written */
+#define SERVER_EXIT_GRACE_MS 200 /* after the drain deadline: threads to end ... */
+#define SERVER_LOG_GRACE_MS 500  /* ... and the log to be written */
 
 typedef struct budget_waiter {
     struct budget_waiter *next;
@@ -465,72 +466,56 @@ static void release_kept(client_conn *c, session *s)
  * while a frame is read and answered. -1 when it was evicted already. */
 static int mark_busy(client_conn *c)
 {
-    server_state *srv = c->srv;
-    conn_slot *slot = &srv->slots[c->slot];
-    int rc = 0;
+    conn_slot *slot = &c->srv->slots[c->slot];
+    conn_slot_state expected = CONN_SLOT_QUIET;
 
     if (c->state == CONN_SLOT_BUSY)
         return 0;
-    pthread_mutex_lock(&srv->lock);
-    if (slot->state == CONN_SLOT_EVICTED) {
-        c->evicted = 1;
-        rc = -1;
-    } else {
-        slot->state = c->state = CONN_SLOT_BUSY;
+    /* no lock: the acceptor claims a victim with the same exchange */
+    if (!atomic_compare_exchange_strong(&slot->state, &expected, CONN_SLOT_BUSY)) {
+        c->evicted = 1; /* it was EVICTED */
+        return -1;
     }
-    pthread_mutex_unlock(&srv->lock);
-    return rc;
+    c->state = CONN_SLOT_BUSY;
+    return 0;
 }
 
 /* -1 when the acceptor evicted this connection (it may be evicted while
  * inside a slow frame, PROTOCOL.md 9): it then ends without an error line. */
 static int mark_quiet(client_conn *c)
 {
-    server_state *srv = c->srv;
-    conn_slot *slot = &srv->slots[c->slot];
-    int rc = 0;
+    conn_slot *slot = &c->srv->slots[c->slot];
+    conn_slot_state expected = CONN_SLOT_BUSY;
 
-    pthread_mutex_lock(&srv->lock);
-    if (slot->state == CONN_SLOT_EVICTED) {
+    atomic_store(&slot->quiet_since, c->t.quiet_since);
+    atomic_store(&slot->unit_start, -1);
+    if (!atomic_compare_exchange_strong(&slot->state, &expected, CONN_SLOT_QUIET)) {
         c->evicted = 1;
-        rc = -1;
-    } else {
-        slot->quiet_since = c->t.quiet_since;
-        slot->unit_start = -1;
-        slot->state = c->state = CONN_SLOT_QUIET;
+        return -1;
     }
-    pthread_mutex_unlock(&srv->lock);
-    return rc;
+    c->state = CONN_SLOT_QUIET;
+    return 0;
 }
 
 /* Inside a unit after a read: its progress, for the eviction rule. */
 static int publish_progress(client_conn *c, uint64_t unit_bytes)
 {
-    server_state *srv = c->srv;
-    conn_slot *slot = &srv->slots[c->slot];
-    int rc = 0;
+    conn_slot *slot = &c->srv->slots[c->slot];
 
-    pthread_mutex_lock(&srv->lock);
-    if (slot->state == CONN_SLOT_EVICTED) {
+    atomic_store(&slot->unit_bytes, unit_bytes);
+    atomic_store(&slot->unit_start, c->unit_start);
+    if (atomic_load(&slot->state) == CONN_SLOT_EVICTED) {
         c->evicted = 1;
-        rc = -1;
-    } else {
-        slot->unit_start = c->unit_start;
-        slot->unit_bytes = unit_bytes;
+        return -1;
     }
-    pthread_mutex_unlock(&srv->lock);
-    return rc;
+    return 0;
 }
 
 /* After a failed read or wait: whether the acceptor's eviction caused it. */
 static int was_evicted(client_conn *c)
 {
-    server_state *srv = c->srv;
-
-    pthread_mutex_lock(&srv->lock);
-    if (srv->slots[c->slot].state == CONN_SLOT_EVICTED)
+    if (atomic_load(&c->srv->slots[c->slot].state) == CONN_SLOT_EVICTED)
         c->evicted = 1;
-    pthread_mutex_unlock(&srv->lock);
     return c->evicted;
 }
 
@@ -874,15 +859,23 @@ static void deadline_timespec(struct timespec *ts, int64_t ms_from_now)
 static int evict_one_locked(server_state *srv, int64_t now)
 {
     struct timespec until;
+    conn_slot_state expected;
     conn_victim v;
     conn_slot *slot;
     uint64_t ticket;
+    int tries;
 
-    v = conn_choose_victim(srv->slots, srv->high_water, now, srv->cfg->min_rate);
-    if (v.slot < 0)
-        return -1;
-    slot = &srv->slots[v.slot];
-    slot->state = CONN_SLOT_EVICTED;
+    /* the threads change their states without the lock: claim the victim
+     * only if it is still as chosen, else choose again */
+    for (tries = 0;; tries++) {
+        v = conn_choose_victim(srv->slots, srv->high_water, now, srv->cfg->min_rate);
+        if (v.slot < 0 || tries == SERVER_EVICT_TRIES)
+            return -1;
+        slot = &srv->slots[v.slot];
+        expected = v.reason == CONN_EVICT_SLOW ? CONN_SLOT_BUSY : CONN_SLOT_QUIET;
+        if (atomic_compare_exchange_strong(&slot->state, &expected, CONN_SLOT_EVICTED))
+            break;
+    }
     atomic_store(&srv->evicted[v.slot], 1);
     if (v.reason == CONN_EVICT_IDLE)
         log_line(LOG_INFO, "Evicted %s: idle %llu s, server full (limit %u)",

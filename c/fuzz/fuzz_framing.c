@@ -3,7 +3,10 @@
  * Input: [chunk size] [limit selector] stream... The stream is fed in chunks
  * of the chosen size, as the network would deliver it; every frame must be
  * exactly the bytes that followed its length prefix, and the bytes consumed
- * must add up. Then the rest is encoded as one frame and decoded back.
+ * must add up. Every other stream writes payload bytes straight into the
+ * decoder's buffer (room, reserve, commit: the server's path for large
+ * payloads), which must never grow beyond what cap_after promised. Then the
+ * rest is encoded as one frame and decoded back.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,8 +15,32 @@
 #include "framing.h"
 #include "fuzz_keys.h"
 
+/* Up to n payload bytes written in place; -1 when not inside a payload. */
+static int write_in_place(framing_decoder *d, const uint8_t *data, size_t n,
+                          size_t *used, framing_status *st)
+{
+    uint8_t *dst;
+    size_t room, left = framing_decoder_room(d, &dst, &room), promised;
+
+    if (left == 0)
+        return -1;
+    if (n > left)
+        n = left;
+    if (room < n) {
+        promised = framing_decoder_cap_after(d, n);
+        FUZZ_ASSERT(framing_decoder_reserve(d, d->body_have + n) == 0);
+        FUZZ_ASSERT(d->body_cap <= promised);
+        framing_decoder_room(d, &dst, &room);
+    }
+    FUZZ_ASSERT(room >= n && room <= left);
+    memcpy(dst, data, n);
+    *used = n;
+    *st = framing_decoder_commit(d, n);
+    return 0;
+}
+
 static void feed_stream(const uint8_t *data, size_t size, size_t step,
-                        uint32_t min_len, uint32_t max_len)
+                        uint32_t min_len, uint32_t max_len, int in_place)
 {
     framing_decoder d;
     const uint8_t *payload;
@@ -23,7 +50,8 @@ static void feed_stream(const uint8_t *data, size_t size, size_t step,
     framing_decoder_init(&d, min_len, max_len);
     while (off < size) {
         n = size - off < step ? size - off : step;
-        st = framing_decoder_feed(&d, data + off, n, &used);
+        if (!in_place || write_in_place(&d, data + off, n, &used, &st) < 0)
+            st = framing_decoder_feed(&d, data + off, n, &used);
         FUZZ_ASSERT(used <= n);
         off += used;
         if (st == FRAMING_TOO_LARGE || st == FRAMING_TOO_SMALL) {
@@ -41,7 +69,7 @@ static void feed_stream(const uint8_t *data, size_t size, size_t step,
             framing_decoder_trim(&d, 16);
             continue;
         }
-        FUZZ_ASSERT(used == n); /* NEED_MORE takes everything */
+        FUZZ_ASSERT(used == n || in_place); /* NEED_MORE takes everything */
         framing_decoder_pending(&d, &header, &body);
         FUZZ_ASSERT(header <= FRAMING_HEADER_LEN);
         FUZZ_ASSERT(frame_at + header + body == off);
@@ -82,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     min_len = data[1] & 1u ? 17u : 0u;
     if (min_len > max_len)
         min_len = max_len;
-    feed_stream(data + 2, size - 2, step, min_len, max_len);
+    feed_stream(data + 2, size - 2, step, min_len, max_len, (int)(size & 1u));
     round_trip(data + 2, size - 2);
     return 0;
 }

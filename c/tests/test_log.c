@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -725,6 +726,67 @@ static void test_lines_never_interleave(void)
     free(out);
 }
 
+/* With the server's writer thread: lines logged at once by many threads,
+ * long ones too (a pooled buffer, the writer's queue), all come out whole,
+ * each exactly once, and log_finish finds nothing left unwritten. */
+static uint64_t writer_lost;
+
+static void *long_writer(void *arg)
+{
+    static uint8_t big[200000];
+    int i;
+
+    (void)arg;
+    memset(big, 'z', sizeof big);
+    for (i = 0; i < 20; i++)
+        log_bytes(LOG_RECV, "Plaintext: ", big, sizeof big);
+    return NULL;
+}
+
+static void emit_through_the_writer(void)
+{
+    pthread_t t;
+    struct timespec now;
+
+    CHECK(log_start_writer() == 0);
+    pthread_create(&t, NULL, long_writer, NULL);
+    emit_concurrently();
+    pthread_join(t, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    writer_lost = log_finish((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + 10000);
+}
+
+static void test_writer_keeps_every_line(void)
+{
+    char *out, *err, *line, *save = NULL;
+    int lines = 0, longs = 0, broken = 0;
+
+    log_set_color(0);
+    capture(emit_through_the_writer, &out, &err);
+    free(err);
+    for (line = strtok_r(out, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        size_t k, n = strlen(line);
+
+        lines++;
+        if (strncmp(line, "[RECV] Plaintext: ", 18) != 0 || n <= 18) {
+            broken++;
+            continue;
+        }
+        longs += line[18] == 'z';
+        if (line[18] == 'z' && n != 18 + 200000)
+            broken++;
+        for (k = 19; k < n; k++)
+            if (line[k] != line[18])
+                broken++;
+    }
+    CHECK(writer_lost == 0);
+    CHECK(lines == WRITERS * LINES_EACH + 20);
+    CHECK(longs == 20);
+    CHECK(broken == 0);
+    free(out);
+}
+
 int main(void)
 {
     RUN_TEST(test_escape_vectors);
@@ -740,5 +802,6 @@ int main(void)
     RUN_TEST(test_long_line);
     RUN_TEST(test_line_matches_reference);
     RUN_TEST(test_lines_never_interleave);
+    RUN_TEST(test_writer_keeps_every_line); /* last: the writer stays on */
     return check_report("test_log");
 }
