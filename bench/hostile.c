@@ -224,8 +224,10 @@ static void peer_end(hostile_run *r, long i, int reset, uint64_t now)
         r->n.dead++;
         return;
     }
+    /* Cut by the server: again at once. A failed connect: after a pause, so that a
+     * server gone does not turn this into a busy loop. */
     r->n.reconnects += reset >= 0;
-    if (peer_connect(r, i) < 0) {
+    if (reset < 0 || peer_connect(r, i) < 0) {
         p->state = PEER_IDLE; /* retried by the tick */
         p->due_ns = now + HOSTILE_RETRY_NS;
     }
