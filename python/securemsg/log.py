@@ -9,6 +9,8 @@ when ``NO_COLOR`` is unset or empty.
 
 from __future__ import annotations
 
+import _thread
+import collections
 import io
 import math
 import os
@@ -163,12 +165,25 @@ def _writable_by(fd: int, until: float) -> bool:
     return bool(poller.poll(max(0, math.ceil((until - time.monotonic()) * 1000))))
 
 
+QUEUE_LIMIT = 64 * 1024 * 1024  # bytes of long lines waiting for a slow stream
+QUEUE_LINES = 262144  # short lines (at most PIPE_BUF bytes, ~30 MB) waiting for a slow stream
+BATCH = 256 * 1024  # bytes of short lines joined into one write
+
+
 class Logger:
     """Writes the log lines of one program; safe to share between threads.
 
-    ``write_until`` bounds every later write (the server's shutdown): a line
-    that cannot be written by then is given up and counted, and
-    ``unwritten`` says how many were given up or are still being written.
+    At first each line is written at once, with one write, under a lock (the
+    client, the server's start-up lines). ``start_writer`` (the server) hands
+    the writing to one thread: a client thread appends its line to a queue
+    and goes on, so thousands of threads never queue on a lock held across a
+    system call, and short lines queued together leave in one write (each
+    line whole, in order). A stream slower than the lines lets them pile up
+    to QUEUE_LINES short lines or QUEUE_LIMIT bytes of long ones; past that,
+    writers wait for it.
+
+    ``write_until`` bounds that writing (the server's shutdown): nothing is
+    written after it, and ``unwritten`` counts the lines left behind.
     """
 
     def __init__(
@@ -185,9 +200,14 @@ class Logger:
         self._write_out = _writer_of(self._out)
         self._write_err = _writer_of(self._err)
         self._fds = {self._write_out: _fd_of(self._out), self._write_err: _fd_of(self._err)}
-        self._count_lock = threading.Lock()
-        self._in_flight = 0  # lines being written (or waiting for the lock)
-        self._given_up = 0
+        self._queue: collections.deque[tuple[Callable[[bytes], None], bytes]] | None = None
+        self._queued = 0  # bytes of long lines in the queue (changed under _space)
+        self._space = threading.Condition(threading.Lock())
+        self._wake = threading.Event()  # the writer has lines to write, or must stop
+        self._writing = 0  # lines the writer took and has not written
+        self._waiters = 0  # threads waiting for space in the queue
+        self._stopping = False
+        self._stopped = threading.Event()
         self._until: float | None = None
         self._info = _prefix("INFO", out_colour)
         self._recv = _prefix("RECV", out_colour)
@@ -198,47 +218,109 @@ class Logger:
         self._escape = log_fast.escape_bytes  # the one place the fast path is chosen
 
     def _write(self, writer: Callable[[bytes], None], data: bytes) -> None:
-        counter = self._count_lock
-        with counter:
-            self._in_flight += 1
-        try:
-            if self._until is None:
-                with self._lock:
+        queue = self._queue
+        if queue is None:
+            with self._lock:
+                try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
                     writer(data)
-            elif not self._write_by(writer, data, self._until):
-                with counter:
-                    self._given_up += 1
-        except (OSError, ValueError):
-            pass  # a closed or broken log stream must not take the server down
-        finally:
-            with counter:
-                self._in_flight -= 1
+                except (OSError, ValueError):
+                    pass  # a closed or broken log stream must not take the server down
+            return
+        if len(data) > select.PIPE_BUF or len(queue) > QUEUE_LINES:
+            self._wait_for_space(queue, len(data) if len(data) > select.PIPE_BUF else 0)
+        queue.append((writer, data))
+        if not self._wake.is_set():
+            self._wake.set()
 
-    def _write_by(self, writer: Callable[[bytes], None], data: bytes, until: float) -> bool:
-        if not self._lock.acquire(timeout=max(0.0, until - time.monotonic())):
-            return False
+    def _wait_for_space(self, queue: collections.deque, size: int) -> None:
+        with self._space:
+            self._waiters += 1
+            while (self._queued > QUEUE_LIMIT or len(queue) > QUEUE_LINES) and self._until is None:
+                self._space.wait()
+            self._waiters -= 1
+            self._queued += size
+
+    # --- the writer thread (server) -----------------------------------------------
+
+    def start_writer(self) -> None:
+        """Write every later line from a thread of its own (see the class)."""
+        if self._queue is None:
+            self._stopping = False
+            self._stopped.clear()
+            self._queue = collections.deque()
+            _thread.start_new_thread(self._run_writer, (self._queue,))
+
+    def stop_writer(self) -> None:
+        """Write what is queued, then write each line at once again."""
+        if self._queue is not None:
+            self._stopping = True
+            self._wake.set()
+            self._stopped.wait()
+            self._queue = None
+
+    def _run_writer(self, queue: collections.deque) -> None:
+        while True:
+            self._wake.clear()
+            if not queue:
+                if self._stopping:
+                    self._stopped.set()
+                    return
+                self._wake.wait()
+                continue
+            self._writing = 1
+            writer, data = queue.popleft()
+            long_line = len(data) > select.PIPE_BUF
+            if not long_line:  # join the short lines that follow, for the same stream
+                parts = [data]
+                size = len(data)
+                while queue and size < BATCH and queue[0][0] is writer:
+                    if len(queue[0][1]) > select.PIPE_BUF:
+                        break
+                    parts.append(queue.popleft()[1])
+                    size += len(parts[-1])
+                self._writing = len(parts)
+                data = b"".join(parts)
+            self._put(writer, data)
+            self._writing = 0
+            if long_line or self._waiters:
+                with self._space:
+                    self._queued -= len(data) if long_line else 0
+                    if self._waiters:
+                        self._space.notify_all()
+
+    def _put(self, writer: Callable[[bytes], None], data: bytes) -> None:
+        """Write ``data``; past ``write_until``, stop for good (the process is exiting)."""
         try:
+            until = self._until
             fd = self._fds[writer]
-            if fd is None:
+            if until is None or fd is None:
                 writer(data)
-                return True
+                return
             view = memoryview(data)
             while view:  # pieces of at most PIPE_BUF: a writable pipe takes each at once
                 if not _writable_by(fd, until):
-                    return False
-                view = view[os.write(fd, view[:select.PIPE_BUF]) :]
-            return True
-        finally:
-            self._lock.release()
+                    self._stopped.wait()  # never set: nothing more is written
+                view = view[os.write(fd, view[: select.PIPE_BUF]) :]
+        except (OSError, ValueError):
+            pass  # a closed or broken log stream must not take the server down
 
     def write_until(self, until: float) -> None:
-        """From now on, give up on a line not written by ``until`` (monotonic seconds)."""
+        """Write nothing after ``until`` (monotonic seconds); writers stop waiting for space."""
         self._until = until
+        with self._space:
+            self._space.notify_all()
+
+    def flush(self, until: float) -> int:
+        """Wait until every queued line is written, or ``until``; return the lines left."""
+        queue = self._queue
+        while queue is not None and (queue or self._writing) and time.monotonic() < until:
+            time.sleep(0.01)
+        return self.unwritten()
 
     def unwritten(self) -> int:
-        """Lines given up, or still being written."""
-        with self._count_lock:
-            return self._given_up + self._in_flight
+        """Lines queued or being written (0 when lines are written at once)."""
+        queue = self._queue
+        return 0 if queue is None else len(queue) + self._writing
 
     def error_if_writable(self, text: str) -> None:
         """``[ERROR] text``, only if standard error takes it at once (the last line)."""

@@ -63,7 +63,9 @@ MMAP_THRESHOLD = 128 * 1024  # glibc's own default, kept fixed (see return_memor
 _M_MMAP_THRESHOLD = -3  # mallopt parameter numbers, <malloc.h>
 _M_ARENA_MAX = -8
 ALLOWANCE = 65536  # bytes of a frame any connection may hold without the budget
+EVICTION_WAIT = 2.0  # seconds the acceptor waits for an evicted client's thread to end
 ACCEPT_BATCH = 64  # accepts per wake-up of the accept loop
+REARM_SLACK_MS = 50  # how late a wait may end past its deadline before re-arming
 EXIT_GRACE = 0.9  # seconds past the drain deadline for cut threads to log their end
 TRIM_INTERVAL_MS = 1000  # at most one malloc_trim per second
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -265,6 +267,7 @@ class ClientHandler:
         self.done = threading.Event()  # set after the disconnect line
         self.wakeup = threading.Event()  # ends a wait for the memory budget
         self.logging_end = False  # the disconnect line is being written
+        self._served_queued = False  # shutdown: what was received then is being served
         now = conn.now_ms()
         self.t = conn.Timing.at(now)
         self.progress_start = now  # first byte of the frame/message/handshake in progress
@@ -272,6 +275,7 @@ class ClientHandler:
         self._deadline = conn.Deadline(conn.Wait.NONE, conn.NEVER, 0)
         self._check_at = conn.NEVER  # the deadline every read checks (frame, handshake)
         self._armed_idle = False  # SO_RCVTIMEO is the idle timeout (a relative wait)
+        self._armed_ms = 0  # SO_RCVTIMEO otherwise (each recv may wait this long)
         self._frames_seen = 0
         self._reserved = 0  # bytes held against the memory budget
 
@@ -366,7 +370,8 @@ class ClientHandler:
                 self._armed_idle = True
             return
         self._armed_idle = False
-        _set_recv_timeout(self.sock, 0 if d.at == conn.NEVER else max(d.at - now, 1))
+        self._armed_ms = 0 if d.at == conn.NEVER else max(d.at - now, 1)
+        _set_recv_timeout(self.sock, self._armed_ms)
 
     def _timed_out(self) -> None:
         """SO_RCVTIMEO ran out: raise if the deadline has passed, else wait on."""
@@ -476,6 +481,10 @@ class ClientHandler:
             t.handshaking, t.in_message, changed = handshaking, in_message, True
         if changed:
             self._rearm(now)
+        elif now + self._armed_ms > self._check_at + REARM_SLACK_MS:
+            # SO_RCVTIMEO counts from each recv: a wait begun now would end past
+            # the deadline by more than the slack (a peer trickling its frame).
+            self._rearm(now)
         self._become_quiet_or_busy(not conn.is_quiet(t))
 
     def _become_quiet_or_busy(self, busy: bool) -> None:
@@ -483,6 +492,9 @@ class ClientHandler:
         with self.lock:
             self.busy = busy
             if busy or self.ending is not None or not self.server.closing:
+                return
+            if not self._served_queued and net.bytes_queued(self.sock):
+                self._served_queued = True  # received by the time shutdown began: served
                 return
             self.ending = "closing"
         self.close_for_drain()
@@ -532,6 +544,15 @@ class ClientHandler:
             self.ending = why
             return True
 
+    def claim_quiet_for_drain(self) -> bool:
+        """Shutdown: True (the caller sends our FIN) if quiet with nothing received
+        unread; otherwise the thread finishes what came in and closes by itself."""
+        with self.lock:
+            if self.ending is not None or self.busy or net.bytes_queued(self.sock):
+                return False  # its thread serves what came in, then closes by itself
+            self.ending = "closing"
+            return True
+
     def wake(self) -> None:
         """End any wait: recv returns, a budget wait ends."""
         net.wake(self.sock)
@@ -567,6 +588,7 @@ class SecureMsgServer:
         self._lock = threading.Lock()
         self._ended = threading.Condition(self._lock)
         self._last_trim = 0
+        console.start_writer()  # client threads never wait on each other to log
 
     @property
     def listening_on(self) -> str:
@@ -657,8 +679,9 @@ class SecureMsgServer:
             chosen = clients[victim.index]
             if chosen.claim("evicted", quiet_only=victim.quiet):
                 self._log_eviction(chosen, victim)
-                self.release(chosen)  # its thread ends quietly; the slot is the newcomer's
-                chosen.wake()
+                chosen.wake()  # its thread ends quietly, its disconnect line before ours
+                if not chosen.done.wait(EVICTION_WAIT):
+                    self.release(chosen)  # slow to end: the newcomer has its slot anyway
         return False
 
     def _log_eviction(self, chosen: ClientHandler, victim: conn.Victim) -> None:
@@ -698,23 +721,24 @@ class SecureMsgServer:
         with self._lock:
             clients = list(self._running)
         for client in clients:
-            if client.claim("closing", quiet_only=True):
+            if client.claim_quiet_for_drain():
                 net.shutdown_write(client.sock)  # FIN; its thread reads on to the EOF
         deadline = self.drain_deadline_ms / 1000
-        if self._wait_threads(deadline):
-            return
-        with self._lock:
-            clients = list(self._running)
-        for client in clients:  # cut whatever is left, quietly
-            with client.lock:
-                client.ending = "cut"
-            client.wake()
-        if self._wait_threads(deadline + EXIT_GRACE) and not self.console.unwritten():
-            return
-        with self._lock:  # threads blocked on the log: their end lines will not come
+        if not self._wait_threads(deadline):
+            with self._lock:
+                clients = list(self._running)
+            for client in clients:  # cut whatever is left, quietly
+                with client.lock:
+                    client.ending = "cut"
+                client.wake()
+            self._wait_threads(deadline + EXIT_GRACE)
+        with self._lock:  # threads still running: their end lines will not come
             ends = sum(not client.logging_end for client in self._running)
-        lines = self.console.unwritten() + ends
-        self.console.error_if_writable(f"Log output blocked: {lines} lines not written")
+        lines = self.console.flush(deadline + EXIT_GRACE) + ends
+        if lines:
+            self.console.error_if_writable(f"Log output blocked: {lines} lines not written")
+        else:
+            self.console.stop_writer()
 
     def _wait_threads(self, until: float) -> bool:
         """Wait until every client thread has logged its end, or ``until`` (monotonic s)."""

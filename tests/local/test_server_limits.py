@@ -1,7 +1,11 @@
-"""The server's defences (PROTOCOL.md 4): frame and handshake deadlines, eviction, drain."""
+"""The server's defences (PROTOCOL.md 4) as a running server applies them: frame and
+handshake deadlines, eviction, drain. Which deadline applies when is a rule of
+securemsg.conn, tested without waiting from the shared table (tests/unit/test_conn.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 import resource
 import socket
 import threading
@@ -67,17 +71,20 @@ def test_trickled_bytes_do_not_restart_the_frame_deadline() -> None:
         ended_lines(capture, peer, f"[ERROR] Frame timeout for {peer} after 2 s")
 
 
-def test_the_frame_deadline_grows_with_the_announced_length() -> None:
-    options = ("--frame-timeout", "1", "--min-rate", "100", "--max-frame", "1000")
-    with running_server(*options) as (server, capture):
+def test_a_silence_after_a_late_byte_still_ends_at_the_frame_deadline() -> None:
+    """SO_RCVTIMEO counts from each recv: a wait begun late in the frame must be
+    shortened to the deadline, not last a whole frame timeout again."""
+    with running_server("--frame-timeout", "2") as (server, capture):
         with connect(server.server_address[1]) as sock:
-            payload = XOR.apply(b"y" * 150)  # 1 s + 150 B / 100 B/s = 2.5 s
-            sock.sendall(encode_frame(payload)[:50])
-            time.sleep(1.5)  # past --frame-timeout alone
-            sock.sendall(encode_frame(payload)[50:])
-            assert XOR.apply(read_frame(sock)) == b"ACK: Received 150 bytes"
-        capture.wait_line("[SEND] ACK sent to client")
-        assert capture.errors() == []
+            peer = peer_of(sock)
+            started = time.monotonic()
+            sock.sendall(b"\x00\x00\x00\x10x")  # 16 bytes announced: 2 s + 1 ms
+            time.sleep(1.5)  # the traffic pattern: one more byte late in the frame
+            sock.sendall(b"y")
+            assert wait_closed(sock)
+            elapsed = time.monotonic() - started
+        ended_lines(capture, peer, f"[ERROR] Frame timeout for {peer} after 3 s")
+        assert elapsed < 3.0  # 2 s; a fresh 2 s wait from the late byte would end at 3.5 s
 
 
 def test_frame_timeout_reports_the_deadline_that_ran_out() -> None:
@@ -88,19 +95,6 @@ def test_frame_timeout_reports_the_deadline_that_ran_out() -> None:
             sock.sendall(b"\x00\x00\x00\x96")  # 150 bytes: 2.5 s, rounded up
             assert wait_closed(sock)
         ended_lines(capture, peer, f"[ERROR] Frame timeout for {peer} after 3 s")
-
-
-def test_idle_timeout_counts_between_frames_only() -> None:
-    with running_server("--idle-timeout", "1", "--frame-timeout", "5") as (server, capture):
-        with connect(server.server_address[1]) as sock:
-            peer = peer_of(sock)
-            frame = encode_frame(XOR.apply(b"slow but steady"))
-            sock.sendall(frame[:6])
-            time.sleep(1.5)  # longer than the idle timeout, inside the frame deadline
-            sock.sendall(frame[6:])
-            assert XOR.apply(read_frame(sock)) == b"ACK: Received 15 bytes"
-            assert wait_closed(sock)  # then idle between frames: 1 s
-        ended_lines(capture, peer, f"[ERROR] Idle timeout for {peer} after 1 s")
 
 
 def test_frame_timeout_zero_keeps_the_per_read_idle_timeout() -> None:
@@ -139,6 +133,7 @@ def test_the_longest_idle_client_is_evicted_when_full() -> None:
             with connect(port) as third:  # newer has been quiet longest now
                 assert send_message(third, b"in") == b"ACK: Received 2 bytes"
                 assert wait_closed(newer)
+                capture.wait_line(f"[INFO] Client connected: {peer_of(third)}")
                 lines = capture.lines()
                 evicted = lines.index(f"[INFO] Evicted {new_peer}: idle 0 s, server full (limit 2)")
                 assert lines[evicted + 1] == f"[INFO] Client disconnected: {new_peer}"
@@ -207,7 +202,9 @@ def test_shutdown_finishes_the_frame_in_progress_then_closes_cleanly() -> None:
     try:
         frame = encode_frame(XOR.apply(b"in flight"))
         sock.sendall(frame[:7])
-        served.capture.wait_for(lambda: any(c.busy for c in served.server._clients))
+        served.capture.wait_for(
+            lambda: [c.view().frame_bytes for c in served.server._clients] == [7]
+        )
         served.stop()
         sock.sendall(frame[7:])
         assert XOR.apply(read_frame(sock)) == b"ACK: Received 9 bytes"
@@ -249,6 +246,84 @@ def test_drain_timeout_zero_closes_at_once() -> None:
         served.wait_ended()
         assert wait_closed(sock)
     assert served.capture.errors() == []
+
+
+def test_connections_still_in_the_backlog_are_accepted_and_closed_cleanly() -> None:
+    """Closing the listener with them queued would reset them (PROTOCOL.md 9); a frame
+    they sent before the signal is answered."""
+    config = parse_server_args(["--port", "0", "--bind", "127.0.0.1"])
+    capture = Capture()
+    server = SecureMsgServer(config, Logger(capture.out, capture.err, colour=False),
+                             session_factory(config))
+    queued = [connect(server.server_address[1]) for _ in range(5)]  # never accepted yet
+    try:
+        queued[0].sendall(encode_frame(XOR.apply(b"sent before the signal")))
+        server.shutdown()
+        assert XOR.apply(read_frame(queued[0])) == b"ACK: Received 22 bytes"
+        for sock in queued:
+            assert sock.recv(100) == b""  # FIN, not a reset
+    finally:
+        for sock in queued:
+            sock.close()
+    lines = capture.lines()
+    assert sum(line.startswith("[INFO] Client connected: ") for line in lines) == 5
+    assert sum(line.startswith("[INFO] Client disconnected: ") for line in lines) == 5
+    assert capture.errors() == []
+
+
+# --- the memory budget (--max-buffered) ------------------------------------------------
+
+MIB = 1 << 20
+BUDGET_FULL = (
+    "[INFO] Memory budget full (limit 1048576 bytes): pausing reads of large frames"
+)
+BUDGET_BACK = "[INFO] Memory budget available again: resuming reads"
+
+
+def most_held(server: SecureMsgServer) -> int:
+    return max((client.view().frame_bytes for client in list(server._clients)), default=0)
+
+
+def test_a_frame_waits_for_the_budget_then_is_served_when_another_ends() -> None:
+    options = ("--max-buffered", str(MIB), "--max-frame", str(2 * MIB))
+    with running_server(*options) as (server, capture):
+        port = server.server_address[1]
+        with connect(port) as first, connect(port) as second, connect(port) as small:
+            one = encode_frame(XOR.apply(b"a" * MIB))
+            first.sendall(one[:-1])  # all but the last byte: ~1 MiB held
+            capture.wait_for(lambda: most_held(server) == len(one) - 1)
+            second.sendall(encode_frame(XOR.apply(b"b" * MIB)))  # cannot fit: paused
+            capture.wait_line(BUDGET_FULL)
+            assert send_message(small, b"still served") == b"ACK: Received 12 bytes"
+            first.sendall(one[-1:])  # the first frame ends: its reservation returns
+            assert XOR.apply(read_frame(first)) == b"ACK: Received 1048576 bytes"
+            assert XOR.apply(read_frame(second)) == b"ACK: Received 1048576 bytes"
+            capture.wait_line(BUDGET_BACK)
+            capture.wait_for(lambda: server.budget.used == 0)  # returned after the ACKs
+        assert capture.errors() == []
+
+
+def test_a_frame_paused_past_its_deadline_is_cut() -> None:
+    options = ("--max-buffered", str(MIB), "--max-frame", str(4 * MIB),
+               "--frame-timeout", "1", "--min-rate", "1073741824")
+    with running_server(*options) as (server, capture):
+        with connect(server.server_address[1]) as sock:
+            peer = peer_of(sock)
+            frame = encode_frame(bytes(2 * MIB))  # more than allowance and budget together
+            with contextlib.suppress(OSError):  # the server stops reading, then cuts us
+                sock.sendall(frame)
+            assert wait_closed(sock)
+        capture.wait_line(f"[INFO] Client disconnected: {peer}")
+        [line] = capture.errors()
+        found = re.fullmatch(
+            rf"\[ERROR\] Cut {re.escape(peer)}: frame deadline passed while paused by "
+            r"the memory budget \((\d+) bytes buffered, limit 1048576\)",
+            line,
+        )
+        assert found, line
+        assert MIB < int(found.group(1)) <= MIB + 65536 + 4  # the allowance and the budget
+        assert capture.lines().count(BUDGET_FULL) == capture.lines().count(BUDGET_BACK) == 1
+        assert server.budget.used == 0
 
 
 # --- buffers -----------------------------------------------------------------------

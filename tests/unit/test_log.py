@@ -175,3 +175,55 @@ def test_real_file_gets_whole_lines(tmp_path: pytest.TempPathFactory) -> None:
         logger.info("one")
         logger.recv_plaintext(b"x" * 200_000)
     assert path.read_bytes() == b"[INFO] one\n[RECV] Plaintext: " + b"x" * 200_000 + b"\n"
+
+
+# --- the server's writer thread -------------------------------------------------------
+
+
+def test_writer_thread_keeps_order_across_streams_and_flushes_on_stop() -> None:
+    out, err = io.BytesIO(), io.BytesIO()
+    logger = Logger(out, err, colour=False)
+    logger.start_writer()
+    for n in range(500):
+        logger.info(f"line {n}")
+        if n % 100 == 0:
+            logger.error(f"error {n}")
+    logger.answered(b"x" * 100_000)  # a long line among the short ones
+    logger.info("last")
+    logger.stop_writer()
+    lines = out.getvalue().decode().splitlines()
+    assert lines[:500] == [f"[INFO] line {n}" for n in range(500)]
+    assert lines[500:] == ["[RECV] Plaintext: " + "x" * 100_000, "[SEND] ACK sent to client",
+                           "[INFO] last"]
+    errors = err.getvalue().decode().splitlines()
+    assert errors == [f"[ERROR] error {n}" for n in range(0, 500, 100)]
+    assert logger.unwritten() == 0
+    logger.info("written at once again")
+    assert out.getvalue().endswith(b"[INFO] written at once again\n")
+
+
+def test_a_blocked_stream_is_given_up_at_the_deadline_and_counted() -> None:
+    """Shutdown with stdout a pipe nobody reads: lines left are counted, one line says so."""
+    import os
+    import time
+
+    read_end, write_end = os.pipe()
+    err = io.BytesIO()
+    with os.fdopen(write_end, "wb") as out:
+        logger = Logger(out, err, colour=False)
+        logger.start_writer()
+        line = "y" * 5000  # long lines: each written on its own
+        for _ in range(200):  # 1 MB: more than a pipe holds
+            logger.info(line)
+        until = time.monotonic() + 0.3
+        logger.write_until(until)
+        left = logger.flush(until)
+        assert time.monotonic() < until + 0.5
+        assert 0 < left < 200
+        logger.error_if_writable(f"Log output blocked: {left} lines not written")
+        assert err.getvalue() == f"[ERROR] Log output blocked: {left} lines not written\n".encode()
+        os.set_blocking(read_end, False)
+        written = os.read(read_end, 1 << 20)
+        # Every line is either out whole or counted (the batch in flight counts whole).
+        assert written.count(b"\n") + left >= 200
+    os.close(read_end)
