@@ -9,9 +9,10 @@ earliest of:
 - frame: a frame begun, ``frame_start + --frame-timeout + length / --min-rate``;
 - handshake: noise, until it completes, ``accepted + --frame-timeout``.
 
-When the server is full it evicts the connection quiet longest; if none is
-quiet, the connection inside a frame with the lowest progress rate below
-``--min-rate``; if none qualifies, the newcomer is refused.
+When the server is full it evicts the connection quiet longest if quiet for
+a second or more; else the connection inside a frame with the lowest
+progress rate below ``--min-rate``; else the one quiet longest; if none
+qualifies, the newcomer is refused.
 """
 
 from __future__ import annotations
@@ -143,25 +144,32 @@ class Victim:
 
 
 def choose_victim(slots: list[SlotView], now: int, min_rate: int) -> Victim | None:
-    """Whom to evict for a newcomer when full, or None (refuse it).
+    """Whom to evict for a newcomer when full, or None (refuse it). In this order:
 
-    The QUIET slot quiet longest; else the BUSY slot in a frame with the lowest
-    rate R below ``min_rate``; lowest index on a tie.
+    1. the QUIET slot quiet longest, if quiet for 1 second or more;
+    2. else the BUSY slot inside a unit with the lowest rate R below ``min_rate``;
+    3. else the QUIET slot quiet longest (most often one just accepted).
+
+    The lowest index wins a tie.
     """
-    best: int | None = None
+    quiet: int | None = None
     for i, s in enumerate(slots):
-        if s.state is Slot.QUIET and (best is None or s.quiet_since < slots[best].quiet_since):
-            best = i
-    if best is not None:
-        return Victim(best, True, max(0, (now - slots[best].quiet_since) // 1000))
-    best_rate = min_rate
+        if s.state is Slot.QUIET and (quiet is None or s.quiet_since < slots[quiet].quiet_since):
+            quiet = i
+    quiet_ms = 0 if quiet is None else max(0, now - slots[quiet].quiet_since)
+    if quiet is not None and quiet_ms >= 1000:
+        return Victim(quiet, True, quiet_ms // 1000)
+    slow: int | None = None
+    slow_rate = min_rate
     for i, s in enumerate(slots):
         if s.state is not Slot.BUSY or s.frame_start < 0:
             continue
         rate = progress_rate(s.frame_bytes, s.frame_start, now)
-        if rate < best_rate:
-            best, best_rate = i, rate
-    return None if best is None else Victim(best, False, best_rate)
+        if rate < slow_rate:
+            slow, slow_rate = i, rate
+    if slow is not None:
+        return Victim(slow, False, slow_rate)
+    return None if quiet is None else Victim(quiet, True, 0)
 
 
 def default_max_clients(soft_limit: int, maximum: int) -> int:

@@ -386,13 +386,16 @@ class ClientHandler:
     # --- the memory budget -----------------------------------------------------
 
     def _reserve_next_read(self) -> int:
-        """Reserve from the budget what the next read may add beyond the allowance,
-        waiting (not reading) until it is granted. Returns the read size."""
+        """Reserve from the budget what the frame needs beyond the allowance (noise,
+        whose messages announce no length: the next read's worth), waiting (not
+        reading) until it is granted. Returns the read size."""
         held = self.session.held
         target = held + net.RECV_SIZE
         frame_end = 4 + self.t.frame_len if self.t.frame_len else 0
         if held < frame_end and not self.t.in_message:
-            target = min(target, frame_end)  # never more than the frame announced
+            # The whole rest of the frame at once: many half-received frames must
+            # not share the budget out with none able to finish (PROTOCOL.md 4).
+            target = frame_end
         need = target - ALLOWANCE - self._reserved
         if need <= 0:
             return net.RECV_SIZE
