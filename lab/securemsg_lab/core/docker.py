@@ -522,7 +522,7 @@ class DockerBackend(Backend):
             self._addresses[container.id] = address
         return address
 
-    def attach(self, container: Any) -> tuple[Output, Output]:
+    def _attach(self, container: Any) -> tuple[Output, Output]:
         """A created container's stdout and stderr byte for byte (the log driver would
         store binary output as text): attach before `start()`, so nothing comes before."""
         api = self.client.api
@@ -557,11 +557,11 @@ class DockerBackend(Backend):
                 **extra: Any) -> Any:
         """A container of `impl`'s image, hardened, with the run's key file."""
         image = self.images[impl.name]
-        return self.create(cell, role, image.tag, argv, **{
+        return self._container(cell, role, image.tag, argv, **{
             **image.hardening, "environment": {"NO_COLOR": "1"},
             "volumes": {str(self._key): {"bind": KEY_PATH, "mode": "ro"}}, **extra})
 
-    def create(self, cell: Cell, role: str, image: str, argv: list[str], **options: Any) -> Any:
+    def _container(self, cell: Cell, role: str, image: str, argv: list[str], **options: Any) -> Any:
         """A container on the run's network, named and labelled for the run, removed with
         the cell (`finish_cell`) or the backend (`close`); `options` as containers.create."""
         if self._closed:
@@ -686,9 +686,9 @@ class DockerBackend(Backend):
         command = ["tcpdump", "-i", "eth0", *TCPDUMP_OPTIONS, f"tcp port {server.raw_port}"]
         options = {key: service[key] for key in CAPTURE_OPTIONS if key in service}
         try:
-            container = self.create(cell, "tcpdump", service["image"], command, **options,
+            container = self._container(cell, "tcpdump", service["image"], command, **options,
                                     network_mode=f"container:{netns.id}")
-            output, errors = self.attach(container)
+            output, errors = self._attach(container)
             container.start()
         except API_ERRORS as error:
             raise BackendError(f"tcpdump did not start: {error}") from error
@@ -708,11 +708,11 @@ class DockerBackend(Backend):
                    "--upstream", f"{server.client_host}:{server.client_port}", *flags]
         endpoint = self.client.api.create_endpoint_config(aliases=[alias])
         try:
-            container = self.create(cell, alias, image, command, cap_drop=["ALL"],
+            container = self._container(cell, alias, image, command, cap_drop=["ALL"],
                                     environment={"PYTHONPATH": "/tmp:/app"},  # noqa: S108
                                     networking_config={self.network_name: endpoint})
             container.put_archive("/tmp", package_archive())  # noqa: S108 - in the container
-            output, errors = self.attach(container)
+            output, errors = self._attach(container)
             container.start()
         except API_ERRORS as error:
             raise BackendError(f"the relay container did not start: {error}") from error
