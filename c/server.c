@@ -46,7 +46,8 @@
 #define SERVER_MMAP_THRESHOLD (128 * 1024)
 #define SERVER_ACCEPT_BATCH 64 /* accepts per wake-up of the accept loop */
 #define SERVER_BACKLOG_MAX 65536 /* accepts at shutdown (the backlog is smaller) */
-#define SERVER_DISCARD_READS 256 /* 4 MiB of unread bytes discarded at most */
+#define SERVER_DISCARD_READS 16 /* 256 KiB of unread bytes discarded at most */
+#define SERVER_DISCARD_READS_AT_EXIT 2 /* ... by the main thread, per stuck thread */
 #define SERVER_EXIT_GRACE_MS 200 /* after the drain deadline: threads to end ... */
 #define SERVER_LOG_GRACE_MS 500  /* ... and the log to be written */
 
@@ -117,13 +118,13 @@ static int ended_quietly(const client_conn *c)
 
 /* Discards what the peer sent and we did not read (up to a bound): closing
  * a socket with unread bytes would send a reset instead of our FIN. */
-static void discard_unread(int fd)
+static void discard_unread(int fd, int reads)
 {
     uint8_t sink[16384];
     ssize_t n;
     int i;
 
-    for (i = 0; i < SERVER_DISCARD_READS; i++) {
+    for (i = 0; i < reads; i++) {
         n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
@@ -793,7 +794,7 @@ static void *client_thread(void *arg)
 
     /* Free the slot first, so a client that waits for our "disconnected"
      * line is never refused as one too many. */
-    discard_unread(c->fd);
+    discard_unread(c->fd, SERVER_DISCARD_READS);
     pthread_mutex_lock(&srv->lock);
     free_slot_locked(srv, c->slot);
     pthread_mutex_unlock(&srv->lock);
@@ -844,6 +845,8 @@ static void release_slot(server_state *srv, unsigned slot)
 
 static void deadline_timespec(struct timespec *ts, int64_t ms_from_now)
 {
+    if (ms_from_now < 0)
+        ms_from_now = 0; /* passed already: a negative tv_nsec is EINVAL */
     clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += (time_t)(ms_from_now / 1000);
     ts->tv_nsec += (long)(ms_from_now % 1000) * 1000000L;
@@ -889,7 +892,7 @@ static int evict_one_locked(server_state *srv, int64_t now)
     ticket = ++srv->evictions;
     deadline_timespec(&until, SERVER_EVICTION_WAIT_MS);
     while (srv->evictions_done < ticket &&
-           pthread_cond_timedwait(&srv->changed, &srv->lock, &until) != ETIMEDOUT)
+           pthread_cond_timedwait(&srv->changed, &srv->lock, &until) == 0)
         ;
     return 0;
 }
@@ -1006,7 +1009,7 @@ static void wait_threads_until(server_state *srv, int64_t until_ms)
 
     deadline_timespec(&until, until_ms - conn_now_ms());
     while (srv->threads > 0 &&
-           pthread_cond_timedwait(&srv->changed, &srv->lock, &until) != ETIMEDOUT)
+           pthread_cond_timedwait(&srv->changed, &srv->lock, &until) == 0)
         ;
 }
 
@@ -1030,10 +1033,11 @@ static unsigned drain_clients(server_state *srv, int64_t deadline)
                 shutdown(srv->slots[i].fd, SHUT_WR);
         wait_threads_until(srv, deadline + SERVER_EXIT_GRACE_MS);
     }
-    /* a thread still running is stuck; its peer gets our FIN, not a reset */
+    /* a thread still running is stuck; its peer gets our FIN, not a reset,
+     * if all it sent was a short frame (more is a frame still arriving) */
     for (i = 0; i < srv->high_water; i++)
         if (srv->slots[i].state != CONN_SLOT_FREE)
-            discard_unread(srv->slots[i].fd);
+            discard_unread(srv->slots[i].fd, SERVER_DISCARD_READS_AT_EXIT);
     left = srv->threads;
     pthread_mutex_unlock(&srv->lock);
     return left;
