@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from ..core.process import Line, Output, ProcResult
 
 LogLine = Line
-STOP_TIMEOUT = 5.0
 
 
 class DemoError(Exception):
