@@ -112,7 +112,7 @@ def test_the_entry_joins_the_demo(entry: Path) -> None:
 
 def test_the_entry_joins_the_bench(entry: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    lab_tool("securemsg_lab.benchmark", "--quick", "--no-build", "--servers", "python-lite",
+    lab_tool("securemsg_lab.benchmark", "--quick", "--servers", "python-lite",
              "--rounds", "1", "--seconds", "0.2", "--json", str(out),
              env={registry.ENV_VAR: str(entry)})
     doc = json.loads(out.read_text())

@@ -689,11 +689,13 @@ class BadArguments(Case):
 class MaxClients(ServerCase):
     name = "max_clients"
     timeout = 25.0
-    description = "--max-clients 1: while the one connection is inside a frame a second " \
-                  "client is refused at once (one [ERROR] on each side); once it is quiet, " \
-                  "the next client evicts it (section 9)"
+    description = "--max-clients 1: while the one connection is inside a frame at no less " \
+                  "than --min-rate a second client is refused at once (one [ERROR] on each " \
+                  "side); once it is quiet, the next client evicts it (section 9)"
     server_needs = frozenset({"max-clients"})
-    server_extra = ("--max-clients", "1")
+    # --min-rate 1: the held frame (all but its last byte in) stays above the rate for
+    # its length in seconds, so it may not be evicted as a slow frame (section 9, rule 2).
+    server_extra = ("--max-clients", "1", "--min-rate", "1")
     unlogged_connections = 1  # the refused one
     HELD = (b"holding the only slot", b"a frame in two parts")
 
@@ -704,10 +706,10 @@ class MaxClients(ServerCase):
             codec = make_codec(ctx.cipher, ctx.key())
             acks = raw_exchange(peer, ctx, [self.HELD[0]], codec=codec)  # its reader waits
             wire = b"".join(protocol.frame(p) for p in codec.encode(self.HELD[1]))
-            peer.send(wire[:3])  # a frame begun: not quiet, so not evictable
+            peer.send(wire[:-1])  # a frame begun, fast enough: not evictable
             time.sleep(0.2)  # for the server's reader to take those bytes in
             obs.clients.append(ctx.run_client(target, "refused?", role="client-refused"))
-            peer.send(wire[3:])
+            peer.send(wire[-1:])
             obs.facts["acks"] = [*acks, peer.recv_message(codec)]
             wait_for_lines(server, b"[SEND] ACK sent to client", 2)
             # Quiet now: the next client takes its slot.
