@@ -45,16 +45,6 @@ static struct {
 static int log_color_out;
 static int log_color_err;
 
-static const struct {
-    const char *tag;
-    const char *color;
-} log_tags[] = {
-    [LOG_INFO] = {"[INFO]", "\033[36m"},
-    [LOG_RECV] = {"[RECV]", "\033[32m"},
-    [LOG_SEND] = {"[SEND]", "\033[33m"},
-    [LOG_ERROR] = {"[ERROR]", "\033[31m"},
-};
-
 #define LOG_COLOR_RESET "\033[0m"
 #define LOG_STACK_LINE 2048
 #define LOG_KEEP_BUF (8u << 20) /* a writer buffer larger than this is freed */
@@ -210,12 +200,25 @@ static void write_all(int fd, const char *p, size_t len)
 #define LOG_HEAD_CAP 32 /* room for a coloured tag and its space */
 
 /* Writes "<tag> " (coloured or not) at out; returns its length. */
+/* "<tag> " and its coloured form, per level: copied, not formatted, for
+ * every line (a message's two lines cost two of these). */
+static const struct {
+    const char *text;
+    size_t len;
+} log_heads[2][4] = {
+#define LOG_HEAD(s) {s, sizeof s - 1}
+    {LOG_HEAD("[INFO] "), LOG_HEAD("[RECV] "), LOG_HEAD("[SEND] "), LOG_HEAD("[ERROR] ")},
+    {LOG_HEAD("\033[36m[INFO]" LOG_COLOR_RESET " "), LOG_HEAD("\033[32m[RECV]" LOG_COLOR_RESET " "),
+     LOG_HEAD("\033[33m[SEND]" LOG_COLOR_RESET " "), LOG_HEAD("\033[31m[ERROR]" LOG_COLOR_RESET " ")},
+#undef LOG_HEAD
+};
+
 static size_t put_tag(char *out, log_level level, int color)
 {
-    if (color)
-        return (size_t)snprintf(out, LOG_HEAD_CAP, "%s%s%s ", log_tags[level].color,
-                                log_tags[level].tag, LOG_COLOR_RESET);
-    return (size_t)snprintf(out, LOG_HEAD_CAP, "%s ", log_tags[level].tag);
+    size_t len = log_heads[color != 0][level].len;
+
+    memcpy(out, log_heads[color != 0][level].text, len);
+    return len;
 }
 
 /* ---- the writer ------------------------------------------------------------ */

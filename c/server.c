@@ -538,7 +538,7 @@ static void track_frame(client_conn *c, const session *s, int64_t read_at,
     c->t.in_message = session_in_message(s);
     c->t.handshaking = !session_ready(s);
     if (c->t.frame_start < 0 && !c->t.in_message)
-        c->t.quiet_since = conn_now_ms();
+        c->t.quiet_since = read_at; /* the read that ended the frame */
     if (conn_quiet(&c->t))
         c->unit_start = -1;
     else if (c->t.handshaking)
@@ -601,11 +601,8 @@ static int wait_readable(client_conn *c, session *s, conn_deadline *d)
             c->closing = 1; /* shutdown began: finish the frame, then close */
             continue;
         }
-        if (rc > 0 && pfd[0].revents != 0) {
-            if (conn_now_ms() >= d->at)
-                return 0;
-            return 1;
-        }
+        if (rc > 0 && pfd[0].revents != 0)
+            return 1; /* serve_chunk checks *d against the time of its read */
     }
 }
 
@@ -685,8 +682,11 @@ static ssize_t read_some(client_conn *c, session *s, uint8_t *buf, size_t cap,
     return net_read(c->fd, dst, room);
 }
 
-/* One read and what follows; 0 to go on, -1 to end the connection. */
-static int serve_chunk(client_conn *c, session *s, uint8_t *buf, size_t cap)
+/* One read and what follows; 0 to go on, -1 to end the connection, 1 when
+ * the deadline d of the wait before it had passed by the time of the read
+ * (bytes always waiting do not keep a connection past its deadline). */
+static int serve_chunk(client_conn *c, session *s, uint8_t *buf, size_t cap,
+                       const conn_deadline *d)
 {
     uint64_t frames_before = session_frames(s), messages_before = c->messages;
     int64_t read_at;
@@ -710,6 +710,8 @@ static int serve_chunk(client_conn *c, session *s, uint8_t *buf, size_t cap)
             report_truncated(c, s);
         return -1;
     }
+    if (read_at >= d->at)
+        return 1;
     rc = direct ? handle_event(c, s, session_commit(s, (size_t)n))
                 : handle_bytes(c, s, buf, (size_t)n);
     if (rc < 0)
@@ -763,7 +765,10 @@ static void serve_client(client_conn *c)
                          strerror(errno));
             break;
         }
-        if (serve_chunk(c, &s, buf, SERVER_READ_BUF) < 0)
+        rc = serve_chunk(c, &s, buf, SERVER_READ_BUF, &d);
+        if (rc == 1)
+            report_expiry(c, &d, buf, SERVER_READ_BUF);
+        if (rc != 0)
             break;
     }
     session_free(&s);
