@@ -19,13 +19,35 @@ pytest_plugins = ["securemsg_lab.matrix.pytest_plugin"]
 HERE = Path(__file__).resolve().parent
 #: folders whose every test needs Docker (pytest.ini says what each folder needs)
 DOCKER_FOLDERS = ("integration",)
+#: folders whose tests run one after another in one group: load tests measure the
+#: machine, so two of them must not share it
+SERIAL_FOLDERS = ("stress",)
+#: the longest groups start first, so that the rest fills the other workers around them
+LONGEST_FIRST = ("tests/integration/test_registry_build.py", "tests/integration/test_matrix.py",
+                 "tests/local/test_cross_language.py")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers by folder, and the groups of a parallel run (`pytest -n auto --dist
+    loadgroup`, as scripts/run-tests.sh runs it): one group per module, because modules
+    share module- and session-scoped fixtures (a lab brought up, a capture, a matrix run
+    whose cells all run at once), or per folder for SERIAL_FOLDERS."""
     for item in items:
-        folder = item.path.relative_to(HERE).parts[0] if item.path.is_relative_to(HERE) else ""
+        parts = item.path.relative_to(HERE).parts if item.path.is_relative_to(HERE) else ()
+        folder = parts[0] if parts else ""
         if folder in DOCKER_FOLDERS:
             item.add_marker(pytest.mark.docker)
+        module = "/".join(("tests", *parts))
+        group = folder if folder in SERIAL_FOLDERS else module
+        item.add_marker(pytest.mark.xdist_group(group))
+    rank = {module: index for index, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_module(item), len(rank)))  # stable: order kept
+
+
+def _module(item: pytest.Item) -> str:
+    path = item.path
+    return path.relative_to(HERE.parent).as_posix() if path.is_relative_to(HERE.parent) else ""
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -3,13 +3,17 @@
 A Distribution 2.8 registry (Debian's ``docker-registry``) serves on 127.0.0.1 (Docker
 trusts plain-HTTP registries on 127.0.0.0/8 without configuration). The mmdebstrap-built
 plain Debian image (``docker/base-image.sh debian``: minbase bookworm, apt sources of this
-host) is pushed there as ``127.0.0.1:PORT/debian:bookworm-slim`` and untagged locally, so
-every build must pull it. Then:
+host), plus one layer of this run's own, is pushed there as
+``127.0.0.1:PORT/debian:bookworm-slim`` and untagged locally, so every build must pull it.
+Nothing any builder cached before this run was built on that layer, so every build starts
+from zero, without ``--no-cache``: steps that several Dockerfiles share (installing the
+build packages) run once per builder instead of once per image. Then:
 
-* compose.yaml's three images are built from zero (``--no-cache``) with ``docker compose``
-  (v2) and ``docker-compose`` (1.29), ``SECUREMSG_BUILD_BASE``/``SECUREMSG_RUNTIME_BASE``
-  pointing at the registry: the Dockerfiles' apt-get path runs (the pushed image has none
-  of the packages), so a container must reach this host's apt mirror. The built images
+* compose.yaml's three images are built with ``docker compose`` (v2, BuildKit) and
+  ``docker-compose`` (1.29, the classic builder), ``SECUREMSG_BUILD_BASE`` and
+  ``SECUREMSG_RUNTIME_BASE`` pointing at the registry: the Dockerfiles' apt-get path runs
+  (the pushed image has none of the packages), so a container must reach this host's apt
+  mirror. The built images
   run: each language's client gets an ACK from the other language's server;
 * ``docker/base-image.sh`` in its default mode finds the registry answering and builds the
   base images from it (its pull branch, docker/base.Dockerfile).
@@ -17,7 +21,7 @@ every build must pull it. Then:
 Everything is tagged and named with a per-run id and removed afterwards: the registry
 process and its storage, the tags, the images of the builds, the containers and network.
 Without an engine, the registry binary or a reachable mirror the tests are skipped, or
-fail when ``REQUIRE_DOCKER=1``.
+fail when ``REQUIRE_DOCKER=1`` (tests/support/needs.py).
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ class Registry:
     port: int
     proc: subprocess.Popen[bytes]
     upstream: str = ""  # 127.0.0.1:PORT/debian:bookworm-slim once pushed
-    upstream_id: str = ""  # the pushed image's id (= the plain Debian image's)
+    upstream_id: str = ""  # the pushed image's id (the plain Debian image + this run's layer)
 
     def answers(self) -> bool:
         try:
@@ -175,17 +179,28 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     reg = start_registry(tmp)
     before = image_ids()
     reg.upstream = f"127.0.0.1:{reg.port}/debian:bookworm-slim"
-    reg.upstream_id = must(run(["docker", "image", "inspect", "-f", "{{.Id}}", PLAIN_DEBIAN],
-                               timeout=60)).strip()
     try:
-        must(run(["docker", "tag", PLAIN_DEBIAN, reg.upstream], timeout=60))
+        reg.upstream_id = this_runs_debian(tmp, reg.upstream)
         must(run(["docker", "push", reg.upstream], timeout=600))
         untag(reg.upstream)  # the builds must pull it
         yield reg
     finally:
         untag(reg.upstream)
-        remove_new_images(before, reg.upstream_id)
+        if reg.upstream_id:
+            remove_new_images(before, reg.upstream_id)
+            run(["docker", "image", "rm", reg.upstream_id], timeout=120)
         stop_registry(reg)
+
+
+def this_runs_debian(tmp: Path, tag: str) -> str:
+    """PLAIN_DEBIAN plus a layer that only this run has, tagged `tag`; its image id."""
+    context = tmp / "base"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {PLAIN_DEBIAN}\nRUN echo {RUN_ID} > /etc/securemsg-test-run\n")
+    must(run(["docker", "build", "-q", "--label", TEST_LABEL, "-t", tag, str(context)],
+             timeout=300))
+    return must(run(["docker", "image", "inspect", "-f", "{{.Id}}", tag], timeout=60)).strip()
 
 
 def tagged(kind: str, project: str) -> str:
@@ -242,7 +257,7 @@ def test_compose_builds_the_lab_from_the_registry(
     images = [tagged(kind, project) for kind in BUILT.values()]
     untag(registry.upstream)  # an earlier build may have pulled it: pull it again
     try:
-        must(run([*compose, "build", "--no-cache", *BUILT], env=env, timeout=BUILD_TIMEOUT))
+        must(run([*compose, "build", *BUILT], env=env, timeout=BUILD_TIMEOUT))
         sizes = dict(zip(BUILT.values(), (int(size) for size in must(run(
             ["docker", "image", "inspect", "-f", "{{.Size}}", *images], timeout=60)).split()),
             strict=True))
