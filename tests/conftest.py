@@ -22,6 +22,10 @@ DOCKER_FOLDERS = ("integration",)
 #: folders whose tests run one after another in one group: load tests measure the
 #: machine, so two of them must not share it
 SERIAL_FOLDERS = ("stress",)
+#: modules whose tests are each a group of their own: the registry builds wait on the
+#: network and the engine rather than on a core, and each worker's run of the module has
+#: its own registry, base layer and tags (its RUN_ID), so they overlap
+SPLIT_MODULES = ("tests/integration/test_registry_build.py",)
 #: the longest groups start first, so that the rest fills the other workers around them
 LONGEST_FIRST = ("tests/integration/test_registry_build.py", "tests/integration/test_matrix.py",
                  "tests/local/test_cross_language.py")
@@ -40,6 +44,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.docker)
         module = "/".join(("tests", *parts))
         group = folder if folder in SERIAL_FOLDERS else module
+        if module in SPLIT_MODULES:
+            group = item.nodeid
         item.add_marker(pytest.mark.xdist_group(group))
     rank = {module: index for index, module in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(_module(item), len(rank)))  # stable: order kept
