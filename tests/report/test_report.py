@@ -90,3 +90,22 @@ def test_screenshot_of_a_report_with_failures(matrix_run: Path, tmp_path: Path) 
     shot = screenshot((matrix_run / "index.html").resolve().as_uri() + "#g-python-student-xor",
                       SAVED / "matrix.png", tmp_path / "profile")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000
+
+
+def test_the_benchmark_page_offline(tmp_path: Path) -> None:
+    """securemsg-bench --charts DIR writes DIR/index.html: here from the committed
+    docs/bench/bench.json, charts redrawn, no measuring."""
+    from securemsg_lab.benchmark import charts
+    from securemsg_lab.benchmark.cli import write_page
+
+    results = tmp_path / "bench.json"
+    shutil.copy(REPO / "docs" / "bench" / "bench.json", results)
+    drawn = charts.render_file(results)
+    page = write_page(json.loads(results.read_text()), tmp_path / "index.html", drawn)
+    dom, requests = browse(page, tmp_path / "profile")
+    images = [a for tag, a in dom.elements if tag == "img"]
+    assert len(images) == len([c for c in drawn if c.suffix == ".png"]) > 0
+    assert all(a["src"].startswith("data:image/png;base64,") for a in images)
+    assert len([tag for tag, _ in dom.elements if tag == "table"]) >= 3  # run, scenarios, targets
+    body = dom.body()
+    assert (body.get("data-requests"), body.get("data-blocked", ""), requests) == ("0", "", [])

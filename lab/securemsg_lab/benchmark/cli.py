@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..core import paths, process, registry
 from ..core.loadgen import LoadgenError
+from ..report import html
 from . import report
 from .builds import BenchError, base_build, make, present, require_tools, this_build
 from .measure import Plan, measure
@@ -118,14 +119,27 @@ def write_outputs(doc: Doc, ns: argparse.Namespace) -> None:
         path = ns.charts / charts.RESULTS_NAME
         path.write_text(text)
         try:
-            for written in charts.render_file(path):
-                print(f"chart: {written}")
+            written = list(charts.render_file(path))
         except charts.ChartError as exc:  # e.g. every run failed: nothing to draw
             raise BenchError(f"charts: {exc}") from exc
+        for chart in written:
+            print(f"chart: {chart}")
+        print(f"report: {write_page(doc, ns.charts / 'index.html', written)}")
     if ns.readme:
         ns.readme.write_text(report.replace_section(ns.readme.read_text(),
                                                     report.readme_section(doc)))
         print(f"updated the benchmark figures of {ns.readme}")
+
+
+def write_page(doc: Doc, path: Path, charts: list[Path]) -> Path:
+    """The tables and charts as one offline HTML page (securemsg_lab.report)."""
+    scenarios, sweep = report.scenario_table(doc), report.sweep_table(doc)
+    body = [f"<p>{html.esc(report.heading(doc))}</p>", html.table(scenarios[0], scenarios[1:]),
+            "<h2>targets</h2>", html.table(["verdict"], ([v] for v in report.verdicts(doc)))]
+    if len(sweep) > 1:
+        body += ["<h2>sweep</h2>", html.table(sweep[0], sweep[1:])]
+    body += [html.figure(chart) for chart in charts if chart.suffix == ".png"]
+    return html.write(path, "securemsg benchmark", html.run_metadata(), "\n".join(body))
 
 
 def main(argv: list[str] | None = None) -> int:

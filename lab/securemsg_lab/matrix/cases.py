@@ -155,6 +155,8 @@ class Case(ABC):
     server_needs: frozenset[str] = frozenset()
     #: False: the cell's server implementation plays no part (the harness plays it)
     uses_server: bool = True
+    #: False: the cell's client implementation plays no part (raw peers only)
+    uses_client: bool = True
 
     def missing(self, client: Implementation, server: Implementation, cipher: str) -> list[str]:
         """What the cell's implementations lack for this case (empty: it can run)."""
@@ -434,6 +436,8 @@ class OversizeFrame(ServerCase):
 class RawExchangeCase(ServerCase):
     """Frames from a raw socket, written in a way the client programs never write them;
     every one must still get its ACK, in order, and its RECV line."""
+
+    uses_client = False
 
     MESSAGES: tuple[bytes, ...] = ()
     SLOW = False  # one byte per TCP segment
@@ -752,6 +756,7 @@ class IdleTimeout(ServerCase):
     description = "--idle-timeout 1: a silent connection is closed with one [ERROR] line"
     server_needs = frozenset({"idle-timeout"})
     server_extra = ("--idle-timeout", "1")
+    uses_client = False
 
     def exercise(self, ctx: Ctx, server: Server, obs: Observation) -> None:
         started = time.monotonic()
@@ -869,6 +874,7 @@ class ShutdownWithClient(Case):
     description = "SIGTERM while a client is connected: 'Shutting down', that connection " \
                   "closed (FIN, then the peer's close), exit 0 (§5, §9)"
     MESSAGE = b"still connected"
+    uses_client = False
 
     def drive(self, ctx: Ctx) -> Observation:
         obs = Observation(ctx.cipher)

@@ -1,0 +1,1 @@
+"""securemsg-grade: a submission graded against the reference implementations."""
