@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from securemsg_lab.core.process import run
+from securemsg_lab.core.process import program_env, run
 from securemsg_lab.core.timeouts import scaled
 
 from ..report.browser import CHROMIUM, browse
@@ -41,7 +42,8 @@ LIFE_CLIENT = "lifecycle: submission as client (start-up, exit, shutdown)"
 MESSAGES = ("single_message", "interactive", "concurrent")
 #: the tests each submission loses (score below max_score), and only those
 LOSES: dict[str, set[str]] = {
-    "ref-c": set(), "ref-python": set(), "xor-only": set(),
+    "ref-c": set(), "ref-python": set(),
+    "xor-only": {client("interactive")},  # a feature its entry does not claim: zero
     # the third frame of two_frames_one_write is empty too
     "no-empty-ack": {server("empty_message"), server("two_frames_one_write")},
     # every frame's length misread, both ways; refusing a closed connection is no frame
@@ -58,9 +60,12 @@ LOSES: dict[str, set[str]] = {
 }
 
 
-def grade(*args: str, timeout: float = 900) -> str:
+def grade(*args: str, timeout: float = 1800) -> str:
+    """The grader to its end. Ten submissions at once on a shared machine: every wait of
+    the cells at least doubled (SECUREMSG_TEST_TIMEOUT_SCALE, unless set)."""
+    scale = os.environ.get("SECUREMSG_TEST_TIMEOUT_SCALE") or "2"
     done = run([sys.executable, "-m", "securemsg_lab.grade", *args], role="grade",
-               timeout=scaled(timeout))
+               timeout=scaled(timeout), env=program_env({"SECUREMSG_TEST_TIMEOUT_SCALE": scale}))
     assert done.exit_code == 0, (done.stdout + done.stderr).decode(errors="replace")[-3000:]
     return done.stdout.decode()
 
@@ -97,7 +102,7 @@ def documented_fields() -> tuple[list[str], list[str]]:
     """The field table of docs/grading.md's results.json section."""
     text = (REPO / "docs" / "grading.md").read_text().split("## results.json", 1)[1]
     top = [f for row in re.findall(r"^\| (`[^|]+`) \|", text, re.M)
-           for f in re.findall(r"`(\w+)`", row)]
+           for f in re.findall(r"`(\w+)(?:\[\])?`", row)]
     tests_row = re.search(r"^\| `tests\[\]` \| (.+) \|$", text, re.M)
     assert tests_row
     return top, re.findall(r"`(\w+)`(?:, |,? \(| \()", tests_row[1])
@@ -137,29 +142,46 @@ def test_the_class_summary(graded: Path) -> None:
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: make setup")
 def test_a_grade_report_in_the_browser(graded: Path, tmp_path: Path) -> None:
     dom, requests = browse(graded / "key-index" / "index.html", tmp_path / "profile")
-    cells = {Path(p).parent.name for p in (graded / "key-index" / "cells").glob("*/*/result.json")}
-    boxes = dom.having("box")
-    assert {b["data-state"] for b in boxes} == {"passed", "failed"}
-    assert len(boxes) == len(list((graded / "key-index" / "cells").glob("*/*/result.json")))
-    assert cells and requests == [] and dom.body().get("data-requests") == "0"
+    cells = {}
+    for path in (graded / "key-index" / "cells").glob("*/*/result.json"):
+        cell = json.loads(path.read_text())
+        cells[cell["cell"]] = cell["status"]
+    assert len(cells) > 10 and "failed" in cells.values()
+    assert {b["data-id"]: b["data-state"] for b in dom.having("box")} == cells
+    assert requests == [] and dom.body().get("data-requests") == "0"
 
 
-def test_a_flood_and_a_hang_are_cut_within_the_time_limit(tmp_path: Path) -> None:
+def only(tmp_path: Path, case: str, time_limit: int) -> Path:
+    """quick.toml with one case and another time limit."""
+    text = QUICK.read_text().replace("time_limit = 400", f"time_limit = {time_limit}")
+    config = tmp_path / f"{case}.toml"
+    config.write_text(text.split("[cases.")[0] + f"[cases.{case}]\nweight = 1\n")
+    return config
+
+
+def test_a_flood_of_output_is_stopped_and_said(tmp_path: Path) -> None:
     flood = tmp_path / "flood"
     flood.mkdir()
     (flood / "implementation.toml").write_text(submissions.entry("flood", (
         'server = ["sh", "-c", "yes flood"]\nclient = ["sh", "-c", "yes flood"]\n'),
         features='["xor"]'))
-    config = tmp_path / "limit.toml"
-    config.write_text(QUICK.read_text().replace("time_limit = 400", "time_limit = 40"))
-    started = time.monotonic()
-    grade(str(flood), "--config", str(config), "--out", str(tmp_path / "flood-out"))
-    hang = submissions.python_copy(tmp_path / "hang", "hang-after-3")
-    grade(str(hang), "--config", str(config), "--out", str(tmp_path / "hang-out"))
-    assert time.monotonic() - started < scaled(2 * 40 + 30)
-    doc = json.loads((tmp_path / "flood-out" / "results.json").read_text())
+    grade(str(flood), "--config", str(only(tmp_path, "single_message", 300)),
+          "--out", str(tmp_path / "out"))
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
     assert doc["score"] == 0
-    assert any("output limit of 256 KB passed" in t["output"] for t in doc["tests"])
-    doc = json.loads((tmp_path / "hang-out" / "results.json").read_text())
-    assert doc["execution_time"] < 40
-    assert doc["score"] < doc["max_score"]
+    outputs = [t["output"] for t in doc["tests"] if t["name"].startswith("single_message")]
+    assert len(outputs) == 2
+    assert all("output limit of 256 KB passed" in o or "got 'flood'" in o for o in outputs)
+    assert any("output limit of 256 KB passed" in o for o in outputs)
+
+
+def test_a_hang_is_cut_at_the_time_limit_and_the_json_written(tmp_path: Path) -> None:
+    hang = submissions.python_copy(tmp_path / "hang", "hang-after-3")
+    started = time.monotonic()
+    grade(str(hang), "--config", str(only(tmp_path, "concurrent", 40)),
+          "--out", str(tmp_path / "out"))
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["execution_time"] <= 40
+    assert time.monotonic() - started < scaled(40 + 60)  # start-up and the namespace
+    server_test = next(t for t in doc["tests"] if t["name"] == server("concurrent"))
+    assert server_test["score"] == 0 and "time limit passed" in server_test["output"]

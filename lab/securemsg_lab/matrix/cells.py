@@ -24,6 +24,7 @@ from ..core import timeouts
 from ..core.backend import Backend, Cell
 from ..core.registry import Implementation, Registry
 from ..wire import protocol
+from .capture import ports_of
 from .cases import CASES, CASES_BY_NAME, Case, run_case
 from .checks import CHECKS, Verdict
 
@@ -65,6 +66,9 @@ class CellOutcome:
     logs: str = ""
     #: per check (checks.CHECKS) that the case made: its reasons, none when it passed
     checks: dict[str, list[str]] = field(default_factory=dict)
+    #: the server ports the cell used and when it ran (wall clock): its capture
+    ports: list[int] = field(default_factory=list)
+    span: tuple[float, float] = (0.0, 0.0)
 
     @property
     def passed(self) -> bool:
@@ -115,7 +119,7 @@ def run_cell(backend: Backend, spec: CellSpec, results: Path | None,
              registry: Registry) -> CellOutcome:
     """Run one cell with its deadline; a hung cell is failed and its resources released."""
     case: Case = CASES_BY_NAME[spec.case]
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     cell = Cell(spec.cell_id, timeout=timeouts.scaled(case.timeout))
     missing = unsupported_reasons(registry, spec)
     if missing:
@@ -123,6 +127,7 @@ def run_cell(backend: Backend, spec: CellSpec, results: Path | None,
     else:
         outcome = _run_with_deadline(backend, case, spec, cell, registry)
     outcome.duration = time.monotonic() - started
+    outcome.span = (wall, time.time())
     if results is not None:
         outcome.logs = str(save_logs(cell, spec, results, outcome))
     return outcome
@@ -133,8 +138,9 @@ def _run_with_deadline(backend: Backend, case: Case, spec: CellSpec, cell: Cell,
     box: dict[str, object] = {}
 
     def target() -> None:
-        box["result"] = run_case(case, backend, registry[spec.client], registry[spec.server],
-                                 spec.cipher, cell)[1]
+        obs, box["result"] = run_case(case, backend, registry[spec.client],
+                                      registry[spec.server], spec.cipher, cell)
+        box["ports"] = ports_of(obs)
 
     worker = threading.Thread(target=target, name=spec.cell_id, daemon=True)
     worker.start()
@@ -147,7 +153,8 @@ def _run_with_deadline(backend: Backend, case: Case, spec: CellSpec, cell: Cell,
     backend.finish_cell(cell)
     result: Verdict = box["result"]  # type: ignore[assignment]
     status = PASSED if result.passed else ERROR if result.error else FAILED
-    return CellOutcome(spec, status, list(result.reasons), checks=result.checks)
+    return CellOutcome(spec, status, list(result.reasons), checks=result.checks,
+                       ports=box["ports"])  # type: ignore[arg-type]
 
 
 #: mean seconds per cell of the heavier cases in a full Docker run on a loaded 2-core

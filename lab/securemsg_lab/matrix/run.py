@@ -27,6 +27,7 @@ from ..core.backend import BackendUnavailable, open_backend
 from ..core.registry import Registry, RegistryError
 from ..report import html
 from ..wire import protocol
+from . import capture
 from .cases import CASES
 from .cells import (
     PASSED,
@@ -80,6 +81,9 @@ def parse_args(argv: list[str] | None, registry: Registry) -> argparse.Namespace
     parser.add_argument("--rebuild", action="store_true",
                         help="docker: rebuild the images first (default: only when missing "
                              "or older than the sources)")
+    parser.add_argument("--capture", action="store_true",
+                        help="each cell's traffic to capture.pcap in its folder, decoded "
+                             "(capture.txt; capture.tshark.txt with tshark); local backend")
     parser.add_argument("-l", "--list", action="store_true",
                         help="list the implementations and cases, and exit")
     return parser.parse_args(argv)
@@ -138,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     except BackendUnavailable as error:
         print(f"[ERROR] {error}", file=sys.stderr)
         return 1
+    if args.capture and backend.name != "local":
+        backend.close()
+        print("[ERROR] --capture records the local backend's loopback traffic: add "
+              "--backend local", file=sys.stderr)
+        return 2
     results = args.results or default_results()
     results.mkdir(parents=True, exist_ok=True)
     specs = build_cells(args.client, args.server, args.test, args.cipher, backend.name,
@@ -150,8 +159,16 @@ def main(argv: list[str] | None = None) -> int:
         backend.prepare(implementations(registry, specs))
         print(f"images/programs ready in {time.monotonic() - prepare_started:.1f} s", flush=True)
         started = time.monotonic()
-        outcomes = run_cells(backend, specs, results, jobs, progress, registry)
-    except BackendUnavailable as error:
+        recorder = start_capture(results) if args.capture else None
+        try:
+            outcomes = run_cells(backend, specs, results, jobs, progress, registry)
+        finally:
+            if recorder is not None:
+                recorder.stop()
+        if recorder is not None:
+            cells = [(Path(o.logs), o.ports, o.span, o.spec.cipher) for o in outcomes]
+            print(f"captures: {capture.split(recorder.path, cells)} cells decoded", flush=True)
+    except (BackendUnavailable, capture.CaptureUnavailable) as error:
         print(f"[ERROR] {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -160,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         backend.close()
     return report(outcomes, backend.name, results, time.monotonic() - started)
+
+
+def start_capture(results: Path) -> capture.RunCapture:
+    """One capture on loopback for the run (the local backend's programs are there)."""
+    return capture.RunCapture(results / "run.pcap")
 
 
 def report(outcomes: list[CellOutcome], backend: str, results: Path, elapsed: float) -> int:

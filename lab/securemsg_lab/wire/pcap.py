@@ -255,3 +255,30 @@ def reassemble(segments: list[Segment], server_port: int | None = None) -> list[
             Connection(client, server, up, down, start, up_gaps + down_gaps, up_chunks, down_chunks)
         )
     return connections
+
+
+def tcp_ports(linktype: int, packet: bytes) -> tuple[int, int] | None:
+    """A TCP packet's (source, destination) ports; None for anything else."""
+    try:
+        layer = _network_layer(linktype, packet)
+        if layer is None:
+            return None
+        ethertype, ip_packet = layer
+        parsed = _ipv4(ip_packet) if ethertype == ETHERTYPE_IPV4 else None
+        if ethertype == ETHERTYPE_IPV6:
+            parsed = _ipv6(ip_packet)
+        if parsed is None or len(parsed[2]) < 4:
+            return None
+        return struct.unpack_from(">HH", parsed[2], 0)
+    except (struct.error, IndexError):
+        return None
+
+
+def write(linktype: int, records: list[tuple[float, bytes]]) -> bytes:
+    """A classic pcap file (microseconds, little-endian) of these records."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)]
+    for time, packet in records:
+        sec = int(time)
+        out.append(struct.pack("<IIII", sec, int((time - sec) * 1e6), len(packet), len(packet)))
+        out.append(packet)
+    return b"".join(out)
