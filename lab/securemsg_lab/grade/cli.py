@@ -82,21 +82,23 @@ def grade_one(args: argparse.Namespace) -> int:
     registry.add(submission)
     items = grader.plan(config, registry, submission, args.backend)
     specs = list(dict.fromkeys(spec for specs in items.values() for spec in specs))
+    if os.environ.get(ISOLATED):
+        note += " Network: loopback only (a namespace of its own)."
     outcomes = {}
-    if not fatal:
-        backend = make_backend(args.backend)
-        try:
+    backend = None if fatal else make_backend(args.backend)
+    try:
+        if backend is not None:
             jobs = args.jobs or config.jobs or os.cpu_count() or 2
             outcomes, broke = grader.run(backend, registry, specs, out / "cells", jobs, deadline)
             fatal = f"The submission did not build or start: {broke}" if broke else ""
-        finally:
+        tests = grader.score(config, items, outcomes, fatal)
+        result = grader.results_json(tests, time.monotonic() - started,
+                                     f"{fatal}\n{note}".strip())
+        (out / "results.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
+        write_page(out, result, [outcomes[s] for s in specs] if outcomes else [], args.backend)
+    finally:  # after the results: stopping what runs past the time limit takes a while
+        if backend is not None:
             backend.close()
-    if os.environ.get(ISOLATED):
-        note += " Network: loopback only (a namespace of its own)."
-    tests = grader.score(config, items, outcomes, fatal)
-    result = grader.results_json(tests, time.monotonic() - started, f"{fatal}\n{note}".strip())
-    (out / "results.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
-    write_page(out, result, [outcomes[s] for s in specs] if outcomes else [], args.backend)
     print(f"{result['score']:.1f} / {result['max_score']:.1f}  {out / 'results.json'}  "
           f"{out / 'index.html'}")
     return 0

@@ -12,6 +12,7 @@ a signal is passed on as the same signal).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import resource
 import signal
@@ -20,9 +21,13 @@ import sys
 import threading
 
 CAPPED = "[grader] output limit of {} KB passed: program stopped"
+PR_SET_PDEATHSIG = 1
 
 
 def limits(cpu: int, memory_mb: int) -> None:
+    """In the child: its limits, and death with the jail (its own process group, which
+    the output cap kills whole, is out of reach of the launcher's kill)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -45,7 +50,7 @@ class Relay:
                 os.write(target, allowed)
                 if self.left < 0:
                     self.capped = True
-                    self.child.kill()
+                    os.killpg(self.child.pid, signal.SIGKILL)  # its children too
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no program given")
     try:
         child = subprocess.Popen(program, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True,
                                  preexec_fn=lambda: limits(args.cpu, args.memory))
     except OSError as error:
         print(f"[grader] cannot run {program[0]}: {error.strerror}", file=sys.stderr)

@@ -126,19 +126,22 @@ class Checker:
 
     def lines_equal(self, role: str, stream: str, got: list[str],
                     expected: list[Expected]) -> None:
-        self.ran(LOG, *map(check_of, expected))
-        for index, (line, want) in enumerate(zip(got, expected, strict=False)):
-            if not matches(want, line):
-                self.fail(f"{role} {stream} line {index + 1}: got {short(line)!r}, "
+        """Line by line up to the first difference; the checks of the lines after it
+        were not made (an early wrong line says nothing of a later plaintext)."""
+        self.ran(LOG)
+        for index, want in enumerate(expected):
+            self.ran(check_of(want))
+            if index >= len(got):
+                self.fail(f"{role} {stream}: missing line {describe(want)!r} "
+                          f"(after {len(got)} lines)", check_of(want))
+                return
+            if not matches(want, got[index]):
+                self.fail(f"{role} {stream} line {index + 1}: got {short(got[index])!r}, "
                           f"expected {describe(want)!r}", check_of(want))
                 return
         if len(got) > len(expected):
             line = got[len(expected)]
             self.fail(f"{role} {stream}: unexpected line {short(line)!r}", check_of(line))
-        elif len(got) < len(expected):
-            want = expected[len(got)]
-            self.fail(f"{role} {stream}: missing line {describe(want)!r} "
-                      f"(after {len(got)} lines)", check_of(want))
 
     def lines_as_multiset(self, role: str, stream: str, got: list[str],
                           expected: list[Expected]) -> None:
