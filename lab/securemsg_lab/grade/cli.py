@@ -21,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core import registry as registry_module
+from ..core.backend import open_backend
 from ..core.process import run as run_program
-from ..matrix.cells import make_backend, results_cells
+from ..matrix.cells import results_cells
 from ..report import html
 from . import grader
 
@@ -85,7 +86,7 @@ def grade_one(args: argparse.Namespace) -> int:
     if os.environ.get(ISOLATED):
         note += " Network: loopback only (a namespace of its own)."
     outcomes = {}
-    backend = None if fatal else make_backend(args.backend)
+    backend = None if fatal else open_backend(args.backend)
     try:
         if backend is not None:
             jobs = args.jobs or config.jobs or os.cpu_count() or 2
