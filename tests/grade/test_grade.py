@@ -21,7 +21,7 @@ import pytest
 from securemsg_lab.core.process import program_env, run
 from securemsg_lab.core.timeouts import scaled
 
-from ..report.browser import CHROMIUM, browse
+from ..report.browser import browse
 from ..support import submissions
 from ..support.submissions import REPO
 
@@ -141,7 +141,6 @@ def test_the_class_summary(graded: Path) -> None:
     assert all(f'href="{name}/index.html"' in page for name in rows)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: make setup")
 def test_a_grade_report_in_the_browser(graded: Path, tmp_path: Path) -> None:
     dom, requests = browse(graded / "key-index" / "index.html", tmp_path / "profile")
     cells = {}

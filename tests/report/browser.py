@@ -9,7 +9,6 @@ come whatever the page, so they are told apart by host (`BROWSER_HOSTS`).
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -19,7 +18,14 @@ from pathlib import Path
 from securemsg_lab.core.process import run
 from securemsg_lab.core.timeouts import scaled
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from ..support import needs
+
+
+def chromium() -> str:
+    """Debian's chromium (make setup installs it): skipped without, failed with
+    REQUIRE_DOCKER=1 (tests/support/needs.py)."""
+    return needs.tool("chromium", "chromium (make setup installs it)")
+
 QUIET = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
          "--disable-background-networking", "--disable-component-update",
          "--disable-default-apps", "--disable-extensions", "--hide-scrollbars",
@@ -91,10 +97,10 @@ def page_requests(requests: list[str]) -> list[str]:
 
 def browse(page: Path, profile: Path, *extra: str) -> tuple[Dom, list[str]]:
     """The page's DOM after its scripts ran, and the requests it made (page_requests)."""
-    assert CHROMIUM, "chromium is not installed: make setup installs it"
+    browser = chromium()
     proxy = Proxy()
     try:
-        done = run([CHROMIUM, *QUIET, f"--proxy-server=http://127.0.0.1:{proxy.port}",
+        done = run([browser, *QUIET, f"--proxy-server=http://127.0.0.1:{proxy.port}",
                     f"--user-data-dir={profile}", "--virtual-time-budget=3000", *extra,
                     "--dump-dom", page.resolve().as_uri()], role="chromium", timeout=scaled(90))
     finally:
@@ -106,8 +112,7 @@ def browse(page: Path, profile: Path, *extra: str) -> tuple[Dom, list[str]]:
 
 
 def screenshot(url: str, out: Path, profile: Path, size: str = "1200,2000") -> Path:
-    assert CHROMIUM, "chromium is not installed: make setup installs it"
-    done = run([CHROMIUM, *QUIET, f"--user-data-dir={profile}", f"--window-size={size}",
+    done = run([chromium(), *QUIET, f"--user-data-dir={profile}", f"--window-size={size}",
                 f"--screenshot={out}", url], role="chromium", timeout=scaled(90))
     assert done.exit_code == 0 and out.exists(), done.stderr.decode(errors="replace")[-2000:]
     return out

@@ -11,11 +11,13 @@ import pytest
 from securemsg_lab.core.process import run
 from securemsg_lab.core.timeouts import scaled
 
-pytestmark = [pytest.mark.timeout(600),
-              pytest.mark.skipif(shutil.which("tcpdump") is None, reason="no tcpdump")]
+from ..support import needs
+
+pytestmark = pytest.mark.timeout(600)
 
 
 def test_each_cell_gets_its_own_decoded_capture(tmp_path: Path) -> None:
+    needs.tool("tcpdump", "tcpdump (make setup installs it)")
     results = tmp_path / "results"
     done = run([sys.executable, "-m", "securemsg_lab.matrix", "--backend", "local", "--capture",
                 "-c", "c", "-s", "python", "-t", "single_message,malformed_ack", "--cipher",
@@ -23,7 +25,7 @@ def test_each_cell_gets_its_own_decoded_capture(tmp_path: Path) -> None:
                timeout=scaled(300))
     out = done.stdout.decode()
     if "tcpdump did not start" in done.stderr.decode():
-        pytest.skip("no permission to capture on loopback here")
+        needs.missing("no permission to capture on loopback here")
     assert done.exit_code == 0, out[-3000:] + done.stderr.decode()[-2000:]
     assert "captures: 2 cells decoded" in out
     single = (results / "python_c" / "single_message" / "capture.txt").read_text()

@@ -17,10 +17,9 @@ from securemsg_lab.core.process import run
 from securemsg_lab.core.timeouts import scaled
 
 from ..support.submissions import REPO, python_copy
-from .browser import CHROMIUM, browse, screenshot
+from .browser import browse, screenshot
 
-pytestmark = [pytest.mark.timeout(600),
-              pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: make setup")]
+pytestmark = pytest.mark.timeout(600)
 SAVED = REPO / "results" / "report-tests"
 
 

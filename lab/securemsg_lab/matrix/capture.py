@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
+import time
 from pathlib import Path
 
 from ..core.paths import REPO
@@ -33,14 +35,36 @@ class RunCapture:
         if shutil.which("tcpdump") is None:
             raise CaptureUnavailable("--capture needs tcpdump (make setup installs it)")
         self.path = path
-        self.process = Process(["tcpdump", "-i", "lo", "-U", "-n", "-s", "0", "-w", str(path),
-                                "tcp"], role="tcpdump")
+        self.process = Process(["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-n",
+                                "-w", str(path), "tcp"], role="tcpdump")
         if not self.process.err.wait_for("listening on", timeout=10):
             result = self.process.stop()
             raise CaptureUnavailable(f"tcpdump did not start: {' '.join(result.err_lines)}")
+        if not self.sync():
+            self.process.stop()
+            raise CaptureUnavailable("tcpdump captures nothing on loopback")
+
+    def sync(self, timeout: float = 20.0) -> bool:
+        """Make a connection of our own and wait until it is in the file: the capture is
+        live (at the start), and has written everything before it (at the end: tcpdump
+        drops what it has not read when it is stopped)."""
+        with socket.create_server(("127.0.0.1", 0)) as marker:
+            port = marker.getsockname()[1]
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self._seen(port):
+                    return True
+                time.sleep(0.05)
+        return False
 
     def stop(self) -> None:
+        self.sync()
         self.process.stop(signal.SIGINT)
+
+    def _seen(self, port: int) -> bool:
+        linktype, records = pcap.read_records(self.path.read_bytes())
+        return any(port in (pcap.tcp_ports(linktype, packet) or ()) for _, packet in records)
 
 
 def ports_of(obs: Observation | None) -> list[int]:
