@@ -166,19 +166,20 @@ def _writable_by(fd: int, until: float) -> bool:
 
 
 QUEUE_LIMIT = 64 * 1024 * 1024  # bytes of long lines waiting for a slow stream
-QUEUE_LINES = 262144  # short lines (at most PIPE_BUF bytes, ~30 MB) waiting for a slow stream
+QUEUE_LINES = 16384  # short lines (at most PIPE_BUF bytes) waiting for a slow stream
 BATCH = 256 * 1024  # bytes of short lines joined into one write
 
 
 class Logger:
     """Writes the log lines of one program; safe to share between threads.
 
-    At first each line is written at once, with one write, under a lock (the
-    client, the server's start-up lines). ``start_writer`` (the server) hands
-    the writing to one thread: a client thread appends its line to a queue
-    and goes on, so thousands of threads never queue on a lock held across a
-    system call, and short lines queued together leave in one write (each
-    line whole, in order). A stream slower than the lines lets them pile up
+    Each line is written with one write, under a lock (the client, the
+    server's start-up lines). ``start_writer`` (the server) adds one writer
+    thread: a line still goes out at once when nothing is queued and nobody
+    is writing, but a thread that finds the lock taken appends its line to a
+    queue and goes on, so thousands of threads never queue on a lock held
+    across a system call, and short lines queued together leave in one write
+    (each line whole, in order). A stream slower than the lines lets them pile up
     to QUEUE_LINES short lines or QUEUE_LIMIT bytes of long ones; past that,
     writers wait for it.
 
@@ -205,6 +206,7 @@ class Logger:
         self._space = threading.Condition(threading.Lock())
         self._wake = threading.Event()  # the writer has lines to write, or must stop
         self._writing = 0  # lines the writer took and has not written
+        self._direct = 0  # a line being written at once
         self._waiters = 0  # threads waiting for space in the queue
         self._stopping = False
         self._stopped = threading.Event()
@@ -225,6 +227,16 @@ class Logger:
                     writer(data)
                 except (OSError, ValueError):
                     pass  # a closed or broken log stream must not take the server down
+            return
+        if not queue and self._until is None and self._lock.acquire(blocking=False):
+            try:  # nothing waits and nobody writes: at once, no hand-over to the writer
+                self._direct = 1
+                writer(data)
+            except (OSError, ValueError):
+                pass
+            finally:
+                self._direct = 0
+                self._lock.release()
             return
         if len(data) > select.PIPE_BUF or len(queue) > QUEUE_LINES:
             self._wait_for_space(queue, len(data) if len(data) > select.PIPE_BUF else 0)
@@ -267,26 +279,31 @@ class Logger:
                     return
                 self._wake.wait()
                 continue
-            self._writing = 1
-            writer, data = queue.popleft()
-            long_line = len(data) > select.PIPE_BUF
-            if not long_line:  # join the short lines that follow, for the same stream
-                parts = [data]
-                size = len(data)
-                while queue and size < BATCH and queue[0][0] is writer:
-                    if len(queue[0][1]) > select.PIPE_BUF:
-                        break
-                    parts.append(queue.popleft()[1])
-                    size += len(parts[-1])
-                self._writing = len(parts)
-                data = b"".join(parts)
-            self._put(writer, data)
-            self._writing = 0
-            if long_line or self._waiters:
-                with self._space:
-                    self._queued -= len(data) if long_line else 0
-                    if self._waiters:
-                        self._space.notify_all()
+            with self._lock:  # a line written at once never overtakes one queued
+                self._write_batch(queue)
+
+    def _write_batch(self, queue: collections.deque) -> None:
+        """The next line, or the short lines in a row for one stream, in one write."""
+        self._writing = 1
+        writer, data = queue.popleft()
+        long_line = len(data) > select.PIPE_BUF
+        if not long_line:  # join the short lines that follow, for the same stream
+            parts = [data]
+            size = len(data)
+            while queue and size < BATCH and queue[0][0] is writer:
+                if len(queue[0][1]) > select.PIPE_BUF:
+                    break
+                parts.append(queue.popleft()[1])
+                size += len(parts[-1])
+            self._writing = len(parts)
+            data = b"".join(parts)
+        self._put(writer, data)
+        self._writing = 0
+        if long_line or self._waiters:
+            with self._space:
+                self._queued -= len(data) if long_line else 0
+                if self._waiters:
+                    self._space.notify_all()
 
     def _put(self, writer: Callable[[bytes], None], data: bytes) -> None:
         """Write ``data``; past ``write_until``, stop for good (the process is exiting)."""
@@ -313,14 +330,16 @@ class Logger:
     def flush(self, until: float) -> int:
         """Wait until every queued line is written, or ``until``; return the lines left."""
         queue = self._queue
-        while queue is not None and (queue or self._writing) and time.monotonic() < until:
+        while queue is not None and (queue or self._writing or self._direct) and (
+            time.monotonic() < until
+        ):
             time.sleep(0.01)
         return self.unwritten()
 
     def unwritten(self) -> int:
         """Lines queued or being written (0 when lines are written at once)."""
         queue = self._queue
-        return 0 if queue is None else len(queue) + self._writing
+        return 0 if queue is None else len(queue) + self._writing + self._direct
 
     def error_if_writable(self, text: str) -> None:
         """``[ERROR] text``, only if standard error takes it at once (the last line)."""

@@ -212,11 +212,11 @@ def test_a_blocked_stream_is_given_up_at_the_deadline_and_counted() -> None:
     with os.fdopen(write_end, "wb") as out:
         logger = Logger(out, err, colour=False)
         logger.start_writer()
+        until = time.monotonic() + 0.3
+        logger.write_until(until)  # the shutdown: from now on nothing blocks past `until`
         line = "y" * 5000  # long lines: each written on its own
         for _ in range(200):  # 1 MB: more than a pipe holds
             logger.info(line)
-        until = time.monotonic() + 0.3
-        logger.write_until(until)
         left = logger.flush(until)
         assert time.monotonic() < until + 0.5
         assert 0 < left < 200
