@@ -113,10 +113,12 @@ def write(path: Path, title: str, meta: dict[str, object], body: str) -> Path:
 
 
 def table(headers: Iterable[object], rows: Iterable[Iterable[object]]) -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    headers = [str(h) for h in headers]
+    head = "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr>" if any(headers) \
+        else ""
     body = "".join("<tr>" + "".join(f"<td>{esc(_words(v))}</td>" for v in row) + "</tr>"
                    for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table>{head}{body}</table>"
 
 
 def _words(value: object) -> object:
