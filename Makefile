@@ -24,7 +24,7 @@ help:
 	@echo "make setup      install host packages (apt) and the project venv .venv (pip, from /usr/bin/python3)"
 	@echo "make test-c     the C unit tests alone (ASan+UBSan)"
 	@echo "make lint       ruff over all Python code, and the import contracts (lint-imports)"
-	@echo "make stress     tests/stress at full scale (1,000 peers, 10,000 connections; ~10 min) and long fuzz runs"
+	@echo "make stress     tests/stress at full scale (2,000 hostile peers, 10,000 connections; ~30 min) and long fuzz runs"
 	@echo "make fuzz       the C libFuzzer targets, FUZZ_SECONDS each (default 600; clang)"
 	@echo "make clean      remove build outputs and results/"
 	@echo "make handout-start  the lab handout's workspace, handout/work (FORCE=1 starts over)"

@@ -9,6 +9,7 @@ in the terminal summary. Every implementation of the registry is tested.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,7 +78,10 @@ def figures(request: pytest.FixtureRequest, implementation: registry.Implementat
     test = request.node.originalname.removeprefix("test_")
     case = request.node.callspec.id if hasattr(request.node, "callspec") else implementation.name
     result = Figures(test=test, implementation=implementation.name, scale=scale_name())
+    before = os.getloadavg()[0]
     yield result
+    # Timings mean little on a machine whose load is far above its cores: say what it was.
+    result["load_average"] = {"start": round(before, 1), "end": round(os.getloadavg()[0], 1)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{test}-{case}.json"
     path.write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")

@@ -10,9 +10,8 @@ import asyncio
 import time
 
 import pytest
-from securemsg.framing import encode_frame
 
-from .stress_support import HOST, XOR, percentiles, scaled
+from .stress_support import HOST, frame, percentiles, scaled, xor_default
 
 MESSAGE = b"burst"
 
@@ -24,9 +23,9 @@ async def one_client(port: int, deadline: float) -> tuple[str, float]:
     try:
         async with asyncio.timeout(max(1.0, deadline - started)):
             reader, writer = await asyncio.open_connection(HOST, port)
-            writer.write(encode_frame(XOR.apply(MESSAGE)))
+            writer.write(frame(xor_default(MESSAGE)))
             header = await reader.readexactly(4)
-            ack = XOR.apply(await reader.readexactly(int.from_bytes(header, "big")))
+            ack = xor_default(await reader.readexactly(int.from_bytes(header, "big")))
         outcome = "served" if ack == b"ACK: Received 5 bytes" else "bad_ack"
     except ConnectionResetError:
         outcome = "reset"
