@@ -17,11 +17,13 @@ python=${PYTHON:-.venv/bin/python}
 
 images=""
 images_log="$(mktemp)"
-stop_images() { [ -z "$images" ] || kill "$images" 2>/dev/null || true; rm -f "$images_log"; }
+# The builds run in a process group of their own: a failure or Ctrl-C here stops all of it.
+stop_images() { [ -z "$images" ] || kill -- "-$images" 2>/dev/null || true; rm -f "$images_log"; }
 trap stop_images EXIT
 if docker info >/dev/null 2>&1; then
     echo "== images: building in the background (log follows before pytest) =="
-    (docker/base-image.sh build runtime debian && docker/lab.sh build) >"$images_log" 2>&1 &
+    setsid -w bash -c 'docker/base-image.sh build runtime debian && docker/lab.sh build' \
+        >"$images_log" 2>&1 &
     images=$!
 else  # pytest applies REQUIRE_DOCKER (tests/support/needs.py)
     echo "== no Docker engine: the Docker tests skip, or fail with REQUIRE_DOCKER=1 =="
