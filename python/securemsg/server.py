@@ -404,6 +404,9 @@ class ClientHandler:
         if deadline.kind is conn.Wait.IDLE:
             until = conn.now_ms() + self.config.idle_timeout * 1000
         while True:
+            # A grant sets this event too: left set, the next wait would end at once
+            # and read as "the peer left" (a false cut of a peer still sending).
+            self.wakeup.clear()
             self.server.hangups.watch(self.sock, self.wakeup)
             try:
                 granted = self.server.budget.reserve(need, until, self.wakeup)
@@ -417,7 +420,6 @@ class ClientHandler:
             if conn.now_ms() >= until:
                 raise BudgetCut(held, self.server.budget.limit)
             self._peer_left_while_paused()  # raises, unless the frame can still complete
-            self.wakeup.clear()
 
     def _peer_left_while_paused(self) -> None:
         """The peer closed while we were not reading: end now if what it sent

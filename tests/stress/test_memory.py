@@ -60,7 +60,11 @@ def trim_while(server, hostile: Hostile) -> threading.Thread:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("peers", scaled("memory_peers"))
 @pytest.mark.parametrize("row", list(ROWS))
-def test_memory_budget(row: str, peers: int, start_server, built, figures) -> None:
+def test_memory_budget(row: str, peers: int, start_server, built, figures, implementation,
+                       request: pytest.FixtureRequest) -> None:
+    gap = implementation.extra.get("stress", {}).get("known_gaps", {}).get(f"memory_budget-{row}")
+    if gap:  # the registry entry names a gap of an open issue: still run, must still fail
+        request.applymarker(pytest.mark.xfail(strict=True, reason=gap))
     budget = scaled("memory_budget")
     options = () if budget is None else ("--max-buffered", str(budget))
     limit = budget or DEFAULT_MAX_BUFFERED
