@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "config.h"
 
 #define HOSTILE_MAX_PEERS 20000L
@@ -404,32 +405,6 @@ static const char usage_text[] =
     "Prints 'connected N' once every peer's first connect has ended, then one\n"
     "JSON line. Exit status: 0 done, 1 failure, 2 bad usage.\n";
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_seconds(const char *s, double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno != 0 || end == s || *end != '\0' || !(v > 0.0) || v > HOSTILE_MAX_SECONDS)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* A numeric loopback address (127.0.0.0/8 or ::1) and port; 0 or -1. */
 static int parse_target(hostile_options *o, const char *host, const char *port)
 {
@@ -478,18 +453,18 @@ static int parse_option(hostile_options *o, const char *a, const char *val, int 
     if (strcmp(a, "--mode") == 0)
         return parse_mode(val, &o->mode);
     if (strcmp(a, "--duration") == 0)
-        return parse_seconds(val, &o->duration);
+        return args_parse_seconds(&o->duration, val, HOSTILE_MAX_SECONDS);
     if (strcmp(a, "--peers") == 0)
-        return parse_long(val, 1, HOSTILE_MAX_PEERS, &o->peers);
-    if (strcmp(a, "--frame") == 0 && parse_long(val, 1, HOSTILE_MAX_FRAME, &v) == 0) {
+        return args_parse_long(&o->peers, val, 1, HOSTILE_MAX_PEERS);
+    if (strcmp(a, "--frame") == 0 && args_parse_long(&v, val, 1, HOSTILE_MAX_FRAME) == 0) {
         o->frame = (uint32_t)v;
     } else if (strcmp(a, "--stall-after") == 0 &&
-               parse_long(val, 0, HOSTILE_MAX_FRAME, &v) == 0) {
+               args_parse_long(&v, val, 0, HOSTILE_MAX_FRAME) == 0) {
         o->stall_after = (uint32_t)v;
         *stall_set = 1;
-    } else if (strcmp(a, "--rate") == 0 && parse_long(val, 1, HOSTILE_MAX_RATE, &v) == 0) {
+    } else if (strcmp(a, "--rate") == 0 && args_parse_long(&v, val, 1, HOSTILE_MAX_RATE) == 0) {
         o->rate = (uint32_t)v;
-    } else if (strcmp(a, "--header-bytes") == 0 && parse_long(val, 1, 3, &v) == 0) {
+    } else if (strcmp(a, "--header-bytes") == 0 && args_parse_long(&v, val, 1, 3) == 0) {
         o->header_bytes = (uint32_t)v;
     } else {
         return -1;

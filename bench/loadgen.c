@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "config.h"
 #include "framing.h"
 #include "log.h"
@@ -493,33 +494,6 @@ static int usage_error(const char *fmt, const char *arg)
     return -1;
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v;
-
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_seconds(const char *s, double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno != 0 || end == s || *end != '\0' || !(v > 0.0) ||
-        v > LOADGEN_MAX_SECONDS)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* Takes the load options out of argv; everything else is left in rest[] for
  * config_parse(), the client's own parser. 0, 1 (help) or -1 (usage). */
 static int parse_load_options(loadgen_options *o, int argc, char **argv,
@@ -554,20 +528,20 @@ static int parse_load_options(loadgen_options *o, int argc, char **argv,
             return usage_error("Missing value for %s", a);
         i++;
         if (strcmp(a, "--connections") == 0) {
-            if (parse_long(val, 1, LOADGEN_MAX_CONNECTIONS, &o->connections) < 0)
+            if (args_parse_long(&o->connections, val, 1, LOADGEN_MAX_CONNECTIONS) < 0)
                 return usage_error("Invalid value for --connections: %s", val);
         } else if (strcmp(a, "--size") == 0) {
-            if (parse_long(val, 0, CONFIG_MAX_MAX_FRAME, &v) < 0)
+            if (args_parse_long(&v, val, 0, CONFIG_MAX_MAX_FRAME) < 0)
                 return usage_error("Invalid value for --size: %s", val);
             o->size = (uint32_t)v;
         } else if (strcmp(a, "--messages") == 0) {
-            if (parse_long(val, 1, LOADGEN_MAX_MESSAGES, &o->messages) < 0)
+            if (args_parse_long(&o->messages, val, 1, LOADGEN_MAX_MESSAGES) < 0)
                 return usage_error("Invalid value for --messages: %s", val);
         } else if (strcmp(a, "--payload") == 0) {
             if (strcmp(val, "text") != 0 && strcmp(val, "binary") != 0)
                 return usage_error("Invalid value for --payload: %s", val);
             o->binary = strcmp(val, "binary") == 0;
-        } else if (parse_seconds(val, &o->duration) < 0) {
+        } else if (args_parse_seconds(&o->duration, val, LOADGEN_MAX_SECONDS) < 0) {
             return usage_error("Invalid value for --duration: %s", val);
         }
     }
